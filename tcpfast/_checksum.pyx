@@ -10,6 +10,7 @@ from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 import ipaddress
+import operator
 
 # Fold every 2**30 bytes: 2**28 32-bit words of at most 2**32 - 1 each stay below 2**60, so the four
 # 64-bit lanes below can never overflow between folds, however large the buffer.
@@ -82,12 +83,13 @@ cdef uint64_t _sum_object(object data, uint64_t initial) except? 0xfffffffffffff
 
 
 cdef inline uint16_t _check16(object value, str name) except? 0:
+    value = operator.index(value)       # ints (and int-likes) only: a float is a TypeError
     if not 0 <= value <= 0xffff:
         raise ValueError(f"{name} must be a 16-bit value, got {value!r}")
     return <uint16_t>value
 
 
-def ones_complement_sum(data, int initial=0) -> int:
+def ones_complement_sum(data, initial=0) -> int:
     """ones_complement_sum(data, initial=0) -> int
 
     The folded 16-bit one's-complement sum of ``data`` (any buffer: bytes, bytearray, memoryview,
@@ -99,19 +101,20 @@ def ones_complement_sum(data, int initial=0) -> int:
     return ntohs(csum_fold(_sum_object(data, htons(init))))
 
 
-def combine(int sum_a, int sum_b, Py_ssize_t len_a) -> int:
+def combine(sum_a, sum_b, len_a) -> int:
     """combine(sum_a, sum_b, len_a) -> int
 
     The sum of ``a + b`` from the sums of ``a`` and ``b``; when ``len(a)`` is odd, ``b``'s sum is
     byte-swapped first (RFC 1071 §2(B)).
     """
     cdef uint16_t a = htons(_check16(sum_a, "sum_a")), b = htons(_check16(sum_b, "sum_b"))
+    len_a = operator.index(len_a)
     if len_a < 0:
         raise ValueError("len_a must not be negative")
     return ntohs(csum_fold(csum_block_add(a, b, <size_t>len_a)))
 
 
-def checksum(data, int initial=0) -> int:
+def checksum(data, initial=0) -> int:
     """checksum(data, initial=0) -> int
 
     The Internet checksum of ``data``: the one's complement of its one's-complement sum, with
@@ -132,32 +135,34 @@ cdef bytes _packed(object addr, int size):
     return b
 
 
-def pseudo_header_sum_ipv4(src, dst, int protocol, int length) -> int:
+def pseudo_header_sum_ipv4(src, dst, protocol, length) -> int:
     """pseudo_header_sum_ipv4(src, dst, protocol, length) -> int
 
     The one's-complement sum of the IPv4 pseudo-header (RFC 9293 §3.1). ``src`` and ``dst`` are
     4-byte buffers or anything :func:`ipaddress.ip_address` accepts.
     """
     cdef bytes s = _packed(src, 4), d = _packed(dst, 4)
+    protocol, length = operator.index(protocol), operator.index(length)
     if not 0 <= protocol <= 255 or not 0 <= length <= 0xffff:
         raise ValueError("protocol must fit 8 bits and length 16 bits")
     return ntohs(csum_fold(csum_pseudo_ipv4(<const uint8_t*><char*>s, <const uint8_t*><char*>d,
                                             <uint8_t>protocol, <uint32_t>length)))
 
 
-def pseudo_header_sum_ipv6(src, dst, int next_header, long long length) -> int:
+def pseudo_header_sum_ipv6(src, dst, next_header, length) -> int:
     """pseudo_header_sum_ipv6(src, dst, next_header, length) -> int
 
     The one's-complement sum of the IPv6 pseudo-header (RFC 8200 §8.1).
     """
     cdef bytes s = _packed(src, 16), d = _packed(dst, 16)
+    next_header, length = operator.index(next_header), operator.index(length)
     if not 0 <= next_header <= 255 or not 0 <= length <= 0xffffffff:
         raise ValueError("next_header must fit 8 bits and length 32 bits")
     return ntohs(csum_fold(csum_pseudo_ipv6(<const uint8_t*><char*>s, <const uint8_t*><char*>d,
                                             <uint8_t>next_header, <uint32_t>length)))
 
 
-def update16(int checksum, int old, int new) -> int:
+def update16(checksum, old, new) -> int:
     """update16(checksum, old, new) -> int
 
     RFC 1624 eqn. 3: the checksum field after a 16-bit word it covers changes from ``old`` to
@@ -166,12 +171,13 @@ def update16(int checksum, int old, int new) -> int:
     return csum_update16(_check16(checksum, "checksum"), _check16(old, "old"), _check16(new, "new"))
 
 
-def update32(int checksum, long long old, long long new) -> int:
+def update32(checksum, old, new) -> int:
     """update32(checksum, old, new) -> int
 
     RFC 1624 applied to both halves of a 32-bit field at an even offset (a sequence number, an
     IPv4 address).
     """
+    old, new = operator.index(old), operator.index(new)
     if not 0 <= old <= 0xffffffff or not 0 <= new <= 0xffffffff:
         raise ValueError("old and new must be 32-bit values")
     cdef uint16_t hc = _check16(checksum, "checksum")

@@ -6,8 +6,11 @@ their arguments are 32-bit values and call exactly the same code.
 """
 from libc.stdint cimport uint32_t, int32_t
 
+import operator
+
 
 cdef inline uint32_t _u32(object v) except? 0:
+    v = operator.index(v)               # ints (and int-likes) only: a float is a TypeError
     if not 0 <= v <= 0xffffffff:
         raise ValueError(f"sequence numbers are 32-bit unsigned values, got {v!r}")
     return <uint32_t>v
@@ -45,6 +48,7 @@ def in_window(x, start, size) -> bool:
 
 def add(a, n) -> int:
     """add(a, n) -> int: a + n modulo 2**32 (n may be negative, |n| < 2**32)."""
+    n = operator.index(n)
     if not -0xffffffff <= n <= 0xffffffff:
         raise ValueError(f"increment out of range: {n!r}")
     return seq_add(_u32(a), <uint32_t>(n & 0xffffffff))

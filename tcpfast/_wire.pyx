@@ -99,7 +99,12 @@ cdef wire_reason _ipv6_walk(const uint8_t* b, size_t end, ip_repr* ip) noexcept 
             ip.more_fragments = fo & 1
             ip.ident = <uint16_t>load32(b + off + 4)
             if ip.fragment_offset or ip.more_fragments:
+                # What follows a real fragment header is fragment data, not more headers
+                # (RFC 8200 §4.5): stop walking here.
                 ip.is_fragment = 1
+                ip.protocol = b[off]
+                ip.header_len = <uint16_t>(off + hl)
+                return WIRE_OK
         else:
             hl = (<size_t>b[off + 1] + 1) * 8
             if off + hl > end:
@@ -245,6 +250,18 @@ cdef wire_reason tcp_parse(const uint8_t* b, size_t n, tcp_repr* t) noexcept nog
     return tcp_parse_options(b + TCP_HEADER_LEN, t.header_len - TCP_HEADER_LEN, t)
 
 
+cdef inline bint _icmp_is_echo(uint8_t version, uint8_t type) noexcept nogil:
+    if version == 4:
+        return type == 0 or type == 8          # RFC 792 echo reply / request
+    return type == 128 or type == 129          # RFC 4443 §4.1-4.2
+
+
+cdef inline bint _icmp_has_mtu(uint8_t version, uint8_t type, uint8_t code) noexcept nogil:
+    if version == 4:
+        return type == 3 and code == 4         # RFC 1191 §4 fragmentation needed and DF set
+    return type == 2                           # RFC 4443 §3.2 packet too big
+
+
 cdef inline bint _icmp_is_error(uint8_t version, uint8_t type) noexcept nogil:
     if version == 4:
         # RFC 792: destination unreachable, source quench, redirect, time exceeded, parameter problem.
@@ -326,10 +343,9 @@ cdef wire_reason icmp_parse(const uint8_t* b, size_t n, uint8_t version, icmp_re
     m.body_len = <uint32_t>(n - ICMP_HEADER_LEN)
     m.has_quote = 0
     m.quote_has_ports = 0
-    if version == 4 and m.type == 3 and m.code == 4:
-        m.mtu = m.rest & 0xffff         # RFC 1191 §4: next-hop MTU in the low-order 16 bits
-    elif version == 6 and m.type == 2:
-        m.mtu = m.rest                  # RFC 4443 §3.2: packet too big
+    if _icmp_has_mtu(version, m.type, m.code):
+        # RFC 1191 §4: the next-hop MTU in the low-order 16 bits; RFC 4443 §3.2: all 32 bits.
+        m.mtu = m.rest & 0xffff if version == 4 else m.rest
     if _icmp_is_error(version, m.type):
         _parse_quote(b + ICMP_HEADER_LEN, n - ICMP_HEADER_LEN, version, m)
     return WIRE_OK
@@ -555,13 +571,10 @@ cdef size_t tcp_packet_emit(uint8_t* b, size_t cap, const ip_repr* ip, const tcp
 
 
 cdef inline uint32_t _icmp_rest(uint8_t version, const icmp_repr* m) noexcept nogil:
-    if (version == 4 and (m.type == 0 or m.type == 8)) or \
-            (version == 6 and (m.type == 128 or m.type == 129)):
+    if _icmp_is_echo(version, m.type):
         return (<uint32_t>m.ident << 16) | m.seq
-    if version == 4 and m.type == 3 and m.code == 4:
-        return m.mtu & 0xffff
-    if version == 6 and m.type == 2:
-        return m.mtu
+    if _icmp_has_mtu(version, m.type, m.code):
+        return m.mtu & 0xffff if version == 4 else m.mtu
     return m.rest
 
 
@@ -738,13 +751,16 @@ cdef int _tcp_from_py(object h, tcp_repr* t) except -1:
     for k, (left, right) in enumerate(blocks):
         t.sack_left[k] = _field(left, 0xffffffff, "SACK left edge")
         t.sack_right[k] = _field(right, 0xffffffff, "SACK right edge")
+    # The C emitter, used by the stack, keeps the first blocks that fit (RFC 2018 §4: the first
+    # reports the most recent data). A caller of the Python API asked for every block, so it is
+    # told rather than given a different header.
     if _sack_blocks_that_fit(t, _tcp_options_fixed_len(t)) != t.sack_count:
         raise ValueError(f"{t.sack_count} SACK blocks do not fit in the 40 option bytes "
                          "beside the other options")
     return 0
 
 
-cdef object _icmp_to_py(const icmp_repr* m, const uint8_t* base):
+cdef object _icmp_to_py(const icmp_repr* m, const uint8_t* base, uint8_t version):
     quoted = None
     if m.has_quote:
         q = &m.quote_ip
@@ -753,7 +769,16 @@ cdef object _icmp_to_py(const icmp_repr* m, const uint8_t* base):
             src_port=m.quote_src_port if m.quote_has_ports else None,
             dst_port=m.quote_dst_port if m.quote_has_ports else None,
             seq=m.quote_seq if m.quote_has_ports and q.protocol == PROTO_TCP else None)
-    return ICMPMessage(type=m.type, code=m.code, ident=m.ident, seq=m.seq, mtu=m.mtu, rest=m.rest,
+    # Each field only for the types it belongs to (see ICMPMessage), so that what is built
+    # from a message parses back equal to it.
+    ident = seq = mtu = rest = 0
+    if _icmp_is_echo(version, m.type):
+        ident, seq = m.ident, m.seq
+    elif _icmp_has_mtu(version, m.type, m.code):
+        mtu = m.mtu
+    else:
+        rest = m.rest
+    return ICMPMessage(type=m.type, code=m.code, ident=ident, seq=seq, mtu=mtu, rest=rest,
                        data=(<const char*>base)[m.body_off:m.body_off + m.body_len],
                        quoted=quoted, checksum=m.checksum)
 
@@ -817,7 +842,7 @@ def parse_packet(buf, *, bint verify_checksums=True):
         if p.ip.protocol == PROTO_TCP:
             return Packet(ip=ip, tcp=_tcp_to_py(&p.tcp),
                           payload=(<const char*>b)[p.payload_off:p.payload_off + p.payload_len])
-        return Packet(ip=ip, icmp=_icmp_to_py(&p.icmp, b))
+        return Packet(ip=ip, icmp=_icmp_to_py(&p.icmp, b, p.ip.version))
     finally:
         PyBuffer_Release(&view)
 
@@ -889,7 +914,7 @@ def parse_icmp(buf, int version=4):
         r = icmp_parse(<const uint8_t*>view.buf, <size_t>view.len, <uint8_t>version, &m)
         if r != WIRE_OK:
             raise WireError(r)
-        return _icmp_to_py(&m, <const uint8_t*>view.buf)
+        return _icmp_to_py(&m, <const uint8_t*>view.buf, <uint8_t>version)
     finally:
         PyBuffer_Release(&view)
 

@@ -94,7 +94,9 @@ class TCPHeader:
     """A TCP header with its options (RFC 9293 §3.1, RFC 7323, RFC 2018).
 
     ``mss``/``wscale``/``timestamps`` are ``None`` when the option is absent; ``timestamps`` is
-    ``(tsval, tsecr)``; ``sack_blocks`` holds up to 4 ``(left, right)`` edges.
+    ``(tsval, tsecr)``; ``sack_blocks`` holds up to 4 ``(left, right)`` edges. Emitting a header
+    whose SACK blocks do not all fit in the 40 option bytes beside its other options raises
+    ``ValueError`` (the stack's C emitter instead keeps the first blocks that fit).
     """
 
     src_port: int

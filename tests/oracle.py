@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import struct
 from ipaddress import IPv4Address, IPv6Address
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from tcpfast.headers import (
     ICMPMessage,
@@ -44,8 +44,11 @@ IPV6_MAX_EXT_HEADERS = 8
 TCP_MAX_OPTIONS_LEN = 40
 
 # ICMP error types whose body quotes the offending packet.
-ICMPV4_ERRORS = frozenset({3, 11, 12})      # destination unreachable, time exceeded, parameter problem
-ICMPV6_ERRORS = frozenset({1, 2, 3, 4})     # unreachable, packet too big, time exceeded, param problem
+# RFC 792: destination unreachable, source quench, redirect, time exceeded, parameter problem.
+ICMPV4_ERRORS = frozenset({3, 4, 5, 11, 12})
+# RFC 4443 §2.1: types 0-127 are error messages (1-4 defined: unreachable, packet too big, time
+# exceeded, parameter problem).
+ICMPV6_ERRORS = frozenset(range(128))
 ICMPV4_ECHO = frozenset({0, 8})
 ICMPV6_ECHO = frozenset({128, 129})
 
@@ -125,7 +128,7 @@ def pseudo_header_ipv4(src, dst, protocol: int, length: int) -> bytes:
 
 
 def pseudo_header_ipv6(src, dst, next_header: int, length: int) -> bytes:
-    """RFC 8200 §8.1: source, destination, upper-layer packet length (32 bits), 3 zero bytes, NH."""
+    """RFC 8200 §8.1: source, destination, upper-layer length (32 bits), 3 zero bytes, NH."""
     return (_addr_bytes(src, 16) + _addr_bytes(dst, 16)
             + struct.pack("!I3xB", length, next_header))
 
@@ -211,7 +214,8 @@ def _fail(reason: Reason):
 
 
 def parse_ipv4(buf, verify_checksum: bool = True) -> IPv4Header:
-    """RFC 791 §3.1. The whole datagram (total length) must fit ``buf``; bytes after it are ignored."""
+    """RFC 791 §3.1. The whole datagram (total length) must fit ``buf``; bytes after it
+    are ignored."""
     b = bytes(buf)
     if len(b) < 20:
         _fail(Reason.TRUNCATED)
@@ -239,39 +243,30 @@ def parse_ipv4(buf, verify_checksum: bool = True) -> IPv4Header:
     )
 
 
-def parse_ipv6(buf) -> IPv6Header:
-    """RFC 8200 §3-4: the fixed header, then hop-by-hop / routing / destination options /
-    fragment extension headers up to the upper layer."""
-    b = bytes(buf)
-    if len(b) < 40:
-        _fail(Reason.TRUNCATED)
-    vtf, payload_length, next_header, hop_limit, src, dst = struct.unpack_from("!IHBB16s16s", b)
-    if vtf >> 28 != 6:
-        _fail(Reason.BAD_VERSION)
-    end = 40 + payload_length
-    if end > len(b):
-        _fail(Reason.BAD_TOTAL_LENGTH)
+def walk_ipv6_extension_headers(b: bytes, end: int) -> Tuple[int, int, bool]:
+    """RFC 8200 §4: from the Next Header field of the fixed header, skip hop-by-hop (0), routing
+    (43) and destination options (60) headers, (Hdr Ext Len + 1) * 8 octets each (§4.3, §4.4,
+    §4.6), and fragment headers (44), 8 octets (§4.5), all within ``b[:end]``.
+
+    Returns (upper-layer protocol, offset of the upper-layer header, is a fragment). A fragment
+    header with offset 0 and M clear is an atomic fragment (RFC 6946), a whole datagram: the walk
+    goes on. Any other fragment ends the walk: what follows it is fragment data, not headers."""
+    next_header = b[6]
     off = 40
     count = 0
-    is_fragment = False
     while next_header in (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_DSTOPTS, PROTO_FRAGMENT):
         if count == IPV6_MAX_EXT_HEADERS:
             _fail(Reason.EXT_HEADER_LIMIT)
         count += 1
         if next_header == PROTO_FRAGMENT:
-            # RFC 8200 §4.5: fixed 8 bytes; offset in 8-octet units, M flag in the last bit.
             if off + 8 > end:
                 _fail(Reason.HEADER_OVERRUN)
             nh, _reserved, off_m = struct.unpack_from("!BBH", b, off)
             off += 8
             next_header = nh
             if (off_m >> 3) != 0 or (off_m & 1):
-                # A real fragment: what follows is fragment data, not more headers.
-                is_fragment = True
-                break
-            # An atomic fragment (RFC 6946): a whole datagram, keep walking.
+                return next_header, off, True
             continue
-        # RFC 8200 §4.3/4.4/4.6: Hdr Ext Len in 8-octet units, not counting the first 8.
         if off + 2 > end:
             _fail(Reason.HEADER_OVERRUN)
         nh, hdr_ext_len = b[off], b[off + 1]
@@ -280,15 +275,32 @@ def parse_ipv6(buf) -> IPv6Header:
             _fail(Reason.HEADER_OVERRUN)
         off += length
         next_header = nh
+    return next_header, off, False
+
+
+def parse_ipv6(buf) -> IPv6Header:
+    """RFC 8200 §3: the fixed header and the extension headers up to the upper layer. The
+    payload (Payload Length) must fit ``buf``; bytes after it are ignored."""
+    b = bytes(buf)
+    if len(b) < 40:
+        _fail(Reason.TRUNCATED)
+    vtf, payload_length, _nh, hop_limit, src, dst = struct.unpack_from("!IHBB16s16s", b)
+    if vtf >> 28 != 6:
+        _fail(Reason.BAD_VERSION)
+    end = 40 + payload_length
+    if end > len(b):
+        _fail(Reason.BAD_TOTAL_LENGTH)
+    protocol, off, is_fragment = walk_ipv6_extension_headers(b, end)
     return IPv6Header(
-        src=IPv6Address(src), dst=IPv6Address(dst), protocol=next_header, hop_limit=hop_limit,
+        src=IPv6Address(src), dst=IPv6Address(dst), protocol=protocol, hop_limit=hop_limit,
         traffic_class=(vtf >> 20) & 0xFF, flow_label=vtf & 0xFFFFF,
         is_fragment=is_fragment, header_len=off, payload_len=end - off,
     )
 
 
 def parse_tcp_options(opts: bytes) -> dict:
-    """RFC 9293 §3.2 option list; RFC 7323 §2.2/§3.2; RFC 2018 §2-3. Returns TCPHeader fields."""
+    """RFC 9293 §3.2 option list; RFC 7323 §2.2/§3.2; RFC 2018 §2-3. Returns TCPHeader
+    fields."""
     out: dict = {}
     n = len(opts)
     i = 0
@@ -353,26 +365,32 @@ def parse_tcp(buf) -> TCPHeader:
 
 def _parse_quote(body: bytes, version: int) -> Optional[QuotedPacket]:
     """The invoking packet quoted by an ICMP error (RFC 792: IP header + 64 bits of data;
-    RFC 4443 §2.4(c): as much as fits). The quote is usually truncated, so its length fields
-    are not checked against it."""
+    RFC 4443 §2.4(c): as much as fits). The quote is usually cut short, so its lengths are checked
+    only against the bytes present. Ports come from the first 8 bytes after the IP header (for TCP
+    and UDP alike, RFC 792 guarantees them); the sequence number only for TCP."""
+    if not body or body[0] >> 4 != version:
+        return None
     if version == 4:
-        if len(body) < 20 or body[0] >> 4 != 4:
+        if len(body) < 20:
             return None
         ihl = (body[0] & 0x0F) * 4
         if ihl < 20 or ihl > len(body):
             return None
-        protocol = body[9]
+        protocol, off = body[9], ihl
         src, dst = IPv4Address(body[12:16]), IPv4Address(body[16:20])
-        l4 = body[ihl:]
     else:
-        if len(body) < 40 or body[0] >> 4 != 6:
+        if len(body) < 40:
             return None
-        protocol = body[6]
+        try:
+            protocol, off, _frag = walk_ipv6_extension_headers(body, len(body))
+        except Malformed:
+            return None
         src, dst = IPv6Address(body[8:24]), IPv6Address(body[24:40])
-        l4 = body[40:]
     q = QuotedPacket(src=src, dst=dst, protocol=protocol)
-    if protocol == PROTO_TCP and len(l4) >= 8:
-        q.src_port, q.dst_port, q.seq = struct.unpack_from("!HHI", l4)
+    if len(body) - off >= 8:
+        q.src_port, q.dst_port, seq = struct.unpack_from("!HHI", body, off)
+        if protocol == PROTO_TCP:
+            q.seq = seq
     return q
 
 
@@ -401,45 +419,58 @@ def parse_icmp(buf, version: int = 4) -> ICMPMessage:
     return msg
 
 
-def _l4_sum(ip, l4_len: int) -> int:
+def _l4_sum(ip, protocol: int, l4_len: int) -> int:
+    """The pseudo-header sum for an upper-layer packet of ``l4_len`` bytes under ``ip``."""
     if ip.version == 4:
-        return pseudo_header_sum_ipv4(ip.src.packed, ip.dst.packed, ip.protocol, l4_len)
-    return pseudo_header_sum_ipv6(ip.src.packed, ip.dst.packed, ip.protocol, l4_len)
+        return pseudo_header_sum_ipv4(ip.src.packed, ip.dst.packed, protocol, l4_len)
+    return pseudo_header_sum_ipv6(ip.src.packed, ip.dst.packed, protocol, l4_len)
 
 
 def parse_packet(buf, verify_checksums: bool = True) -> Packet:
-    """A whole IPv4 or IPv6 packet carrying TCP, ICMP or ICMPv6."""
+    """A whole IPv4 or IPv6 packet carrying TCP, ICMP or ICMPv6.
+
+    Order of checks: the IP header (the IPv4 header checksum is always verified: the flag is about
+    the upper layer, whose checksum a device may have verified already); fragments are refused;
+    the upper layer's fixed lengths; its checksum; only then the TCP options, so that an option
+    corrupted in transit counts as a bad checksum."""
     b = bytes(buf)
     if not b:
         _fail(Reason.TRUNCATED)
     version = b[0] >> 4
     if version == 4:
-        ip = parse_ipv4(b, verify_checksum=verify_checksums)
-        upper = (PROTO_TCP, PROTO_ICMP)
-        if ip.is_fragment:
-            _fail(Reason.FRAGMENT)
+        ip = parse_ipv4(b, verify_checksum=True)
+        upper = PROTO_ICMP
     elif version == 6:
         ip = parse_ipv6(b)
-        upper = (PROTO_TCP, PROTO_ICMPV6)
-        if ip.is_fragment:
-            _fail(Reason.FRAGMENT)
+        upper = PROTO_ICMPV6
     else:
         _fail(Reason.BAD_VERSION)
-    if ip.protocol not in upper:
+    if ip.is_fragment:
+        _fail(Reason.FRAGMENT)
+    if ip.protocol not in (PROTO_TCP, upper):
         _fail(Reason.UNKNOWN_PROTOCOL)
     l4 = b[ip.header_len:ip.header_len + ip.payload_len]
     if ip.protocol == PROTO_TCP:
-        tcp = parse_tcp(l4)
-        if verify_checksums and ones_complement_sum(l4, _l4_sum(ip, len(l4))) != 0xFFFF:
+        if len(l4) < 20:
+            _fail(Reason.TRUNCATED)
+        header_len = (l4[12] >> 4) * 4
+        if header_len < 20:
+            _fail(Reason.BAD_DATA_OFFSET)
+        if header_len > len(l4):
+            _fail(Reason.OPTIONS_OVERRUN)
+        pseudo = _l4_sum(ip, ip.protocol, len(l4))
+        if verify_checksums and ones_complement_sum(l4, pseudo) != 0xFFFF:
             _fail(Reason.BAD_CHECKSUM)
+        tcp = parse_tcp(l4)
         return Packet(ip=ip, tcp=tcp, payload=l4[tcp.header_len:])
-    icmp = parse_icmp(l4, version=version)
+    if len(l4) < 8:
+        _fail(Reason.TRUNCATED)
     # RFC 792: ICMPv4's checksum covers the message only; RFC 4443 §2.3: ICMPv6's includes the
     # IPv6 pseudo-header.
-    initial = 0 if version == 4 else _l4_sum(ip, len(l4))
+    initial = 0 if version == 4 else _l4_sum(ip, ip.protocol, len(l4))
     if verify_checksums and ones_complement_sum(l4, initial) != 0xFFFF:
         _fail(Reason.BAD_CHECKSUM)
-    return Packet(ip=ip, icmp=icmp)
+    return Packet(ip=ip, icmp=parse_icmp(l4, version=version))
 
 
 def check_packet(buf, verify_checksums: bool = True) -> Reason:
@@ -509,32 +540,37 @@ def build_icmp(m: ICMPMessage, version: int, pseudo_sum: int = 0) -> bytes:
     return msg[:2] + struct.pack("!H", csum) + msg[4:]
 
 
-def build_ipv4_header(ip: IPv4Header, l4_len: int) -> bytes:
+def build_ipv4_header(ip: IPv4Header, protocol: int, l4_len: int) -> bytes:
     flags_frag = ((0x4000 if ip.dont_fragment else 0) | (0x2000 if ip.more_fragments else 0)
                   | (ip.fragment_offset // 8))
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, ip.tos, 20 + l4_len, ip.ident, flags_frag, ip.ttl,
-                      ip.protocol, 0, ip.src.packed, ip.dst.packed)
+                      protocol, 0, ip.src.packed, ip.dst.packed)
     return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
 
 
-def build_ipv6_header(ip: IPv6Header, l4_len: int) -> bytes:
+def build_ipv6_header(ip: IPv6Header, protocol: int, l4_len: int) -> bytes:
     vtf = (6 << 28) | (ip.traffic_class << 20) | ip.flow_label
-    return struct.pack("!IHBB16s16s", vtf, l4_len, ip.protocol, ip.hop_limit,
+    return struct.pack("!IHBB16s16s", vtf, l4_len, protocol, ip.hop_limit,
                        ip.src.packed, ip.dst.packed)
 
 
 def build_packet(p: Packet) -> bytes:
+    """IP header (IPv4 without options, IPv6 without extension headers) + TCP or ICMP. The IP
+    protocol field comes from the upper layer that is present, not from ``p.ip.protocol``."""
     ip = p.ip
     if p.tcp is not None:
+        protocol = PROTO_TCP
         l4_len = 20 + len(tcp_options(p.tcp)) + len(p.payload)
-        l4 = build_tcp(p.tcp, p.payload, _l4_sum(ip, l4_len))
+        l4 = build_tcp(p.tcp, p.payload, _l4_sum(ip, protocol, l4_len))
     else:
+        protocol = PROTO_ICMP if ip.version == 4 else PROTO_ICMPV6
         l4_len = 8 + len(p.icmp.data)
-        l4 = build_icmp(p.icmp, ip.version, _l4_sum(ip, l4_len) if ip.version == 6 else 0)
+        pseudo = _l4_sum(ip, protocol, l4_len) if ip.version == 6 else 0
+        l4 = build_icmp(p.icmp, ip.version, pseudo)
     assert len(l4) == l4_len
     if ip.version == 4:
-        return build_ipv4_header(ip, l4_len) + l4
-    return build_ipv6_header(ip, l4_len) + l4
+        return build_ipv4_header(ip, protocol, l4_len) + l4
+    return build_ipv6_header(ip, protocol, l4_len) + l4
 
 
 def packet_len(p: Packet) -> int:

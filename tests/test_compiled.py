@@ -1,0 +1,55 @@
+"""The compiled core must be what runs: no module may silently load as pure Python.
+
+Fails when tcpfast is imported from an unbuilt source tree, or when a facade module re-exports
+something other than the compiled functions.
+"""
+import importlib
+import importlib.machinery
+import types
+
+import pytest
+
+COMPILED = ["tcpfast._checksum", "tcpfast._seq", "tcpfast._wire"]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_module_is_a_compiled_extension(name):
+    mod = importlib.import_module(name)
+    assert mod.__file__ is not None
+    assert mod.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), mod.__file__
+    assert isinstance(mod.__spec__.loader, importlib.machinery.ExtensionFileLoader)
+
+
+FACADES = {
+    "tcpfast.checksum": ("tcpfast._checksum", ["ones_complement_sum", "combine", "checksum",
+                                               "pseudo_header_sum_ipv4", "pseudo_header_sum_ipv6",
+                                               "update16", "update32"]),
+    "tcpfast.seq": ("tcpfast._seq", ["lt", "le", "gt", "ge", "between", "in_window", "add",
+                                     "sub", "max", "min"]),
+    "tcpfast.wire": ("tcpfast._wire", ["parse_packet", "check_packet", "parse_ipv4", "parse_ipv6",
+                                       "parse_tcp", "parse_icmp", "packet_len", "emit_packet",
+                                       "build_packet"]),
+}
+
+
+@pytest.mark.parametrize("facade", sorted(FACADES))
+def test_facade_reexports_compiled_functions(facade):
+    core_name, names = FACADES[facade]
+    mod = importlib.import_module(facade)
+    core = importlib.import_module(core_name)
+    for name in names:
+        fn = getattr(mod, name)
+        assert fn is getattr(core, name), name
+        # A compiled function, not one defined in Python source.
+        assert not isinstance(fn, types.FunctionType), name
+
+
+def test_wire_classes_come_from_the_compiled_module():
+    import tcpfast
+    from tcpfast import _wire, wire
+    for name in ("IPv4View", "IPv6View", "TCPView", "ICMPView", "Reason", "WireError"):
+        assert getattr(wire, name) is getattr(_wire, name), name
+    assert tcpfast.WireError is _wire.WireError
+    assert issubclass(wire.WireError, ValueError)
+    for name in ("IPv4View", "IPv6View", "TCPView", "ICMPView"):
+        assert getattr(wire, name).__module__ == "tcpfast._wire"
