@@ -676,13 +676,27 @@ cdef inline uint32_t _field(object value, uint64_t limit, str name) except? 0xff
     return <uint32_t>value
 
 
+cdef inline bytes _packed4(object a):
+    # An address object already: take its bytes (IPv4Address(IPv4Address) goes via a string).
+    return a.packed if type(a) is IPv4Address else IPv4Address(a).packed
+
+
+cdef inline bytes _packed6(object a):
+    return a.packed if type(a) is IPv6Address else IPv6Address(a).packed
+
+
+cdef inline Py_ssize_t _nbytes(object data) except -1:
+    """Bytes in a buffer (not items: an array('H') of 2 items is 4 bytes)."""
+    return memoryview(data).nbytes
+
+
 cdef int _ip_from_py(object h, ip_repr* ip) except -1:
     cdef bytes src, dst
     memset(ip, 0, sizeof(ip_repr))
     if isinstance(h, IPv4Header):
         ip.version = 4
-        src = IPv4Address(h.src).packed
-        dst = IPv4Address(h.dst).packed
+        src = _packed4(h.src)
+        dst = _packed4(h.dst)
         ip.ttl = <uint8_t>_field(h.ttl, 0xff, "ttl")
         ip.tos = <uint8_t>_field(h.tos, 0xff, "tos")
         ip.ident = <uint16_t>_field(h.ident, 0xffff, "ident")
@@ -695,8 +709,8 @@ cdef int _ip_from_py(object h, ip_repr* ip) except -1:
         memcpy(ip.dst, <const char*>dst, 4)
     elif isinstance(h, IPv6Header):
         ip.version = 6
-        src = IPv6Address(h.src).packed
-        dst = IPv6Address(h.dst).packed
+        src = _packed6(h.src)
+        dst = _packed6(h.dst)
         ip.ttl = <uint8_t>_field(h.hop_limit, 0xff, "hop_limit")
         ip.tos = <uint8_t>_field(h.traffic_class, 0xff, "traffic_class")
         ip.flow_label = _field(h.flow_label, 0xfffff, "flow_label")
@@ -929,13 +943,13 @@ cdef int _packet_reprs(object packet, ip_repr* ip, tcp_repr* t, icmp_repr* m,
         raise ValueError("a Packet to emit needs exactly one of tcp and icmp")
     if packet.tcp is not None:
         _tcp_from_py(packet.tcp, t)
-        l4_len[0] = tcp_header_len(t) + len(packet.payload)
+        l4_len[0] = tcp_header_len(t) + _nbytes(packet.payload)
         kind = 1
     else:
-        if packet.payload:
+        if _nbytes(packet.payload):
             raise ValueError("an ICMP packet carries its data in icmp.data, not payload")
         _icmp_from_py(packet.icmp, m)
-        l4_len[0] = ICMP_HEADER_LEN + len(packet.icmp.data)
+        l4_len[0] = ICMP_HEADER_LEN + _nbytes(packet.icmp.data)
         kind = 2
     if l4_len[0] + (IPV4_HEADER_LEN if ip.version == 4 else 0) > 0xffff:
         raise ValueError("packet too large for the IP length field")
@@ -966,23 +980,26 @@ def emit_packet(packet, buf, Py_ssize_t offset=0) -> int:
     cdef uint8_t* b
     cdef const unsigned char[::1] body
     cdef size_t written
+    cdef Py_ssize_t dlen
     kind = _packet_reprs(packet, &ip, &t, &m, &l4_len)
     ihl = ip_header_len(&ip)
     total = ihl + l4_len
     data = packet.payload if kind == 1 else packet.icmp.data
-    body = memoryview(data).cast("B") if len(data) else b"\0"
+    dlen = _nbytes(data)
+    body = memoryview(data).cast("B") if dlen else b"\0"
     PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
     try:
-        if offset < 0 or offset + total > view.len:
+        # Written so that no sum can overflow, whatever offset a caller passes.
+        if offset < 0 or offset > view.len or total > view.len - offset:
             raise ValueError(f"buffer too small: {total} bytes needed at offset {offset}, "
                              f"{view.len} in the buffer")
         b = <uint8_t*>view.buf + offset
-        if len(data):
-            memcpy(b + total - len(data), &body[0], len(data))
+        if dlen:
+            memcpy(b + total - dlen, &body[0], dlen)
         if kind == 1:
-            written = tcp_packet_emit(b, <size_t>total, &ip, &t, <size_t>len(data))
+            written = tcp_packet_emit(b, <size_t>total, &ip, &t, <size_t>dlen)
         else:
-            written = icmp_packet_emit(b, <size_t>total, &ip, &m, <size_t>len(data))
+            written = icmp_packet_emit(b, <size_t>total, &ip, &m, <size_t>dlen)
         assert written == <size_t>total
         return total
     finally:
@@ -1256,18 +1273,28 @@ cdef class IPv4View(_View):
         cdef const uint8_t* p = self._r()
         return self._slice((p[0] & 0x0f) * 4, load16(p + 2))
 
+    cdef size_t _ihl(self) except 0:
+        # The buffer is writable and may have changed since the view checked it: check again.
+        cdef size_t ihl = <size_t>(self._r()[0] & 0x0f) * 4
+        if ihl < IPV4_HEADER_LEN:
+            raise WireError(WIRE_BAD_IHL)
+        if ihl > self._n:
+            raise WireError(WIRE_HEADER_OVERRUN)
+        return ihl
+
     def verify_checksum(self) -> bool:
         """verify_checksum() -> bool: the header checksum is right."""
-        cdef const uint8_t* p = self._r()
-        return csum_fold(csum_partial(p, (p[0] & 0x0f) * 4, 0)) == 0xffff
+        cdef size_t ihl = self._ihl()
+        return csum_fold(csum_partial(self._p, ihl, 0)) == 0xffff
 
     def fill_checksum(self) -> int:
         """fill_checksum() -> int: compute and store the header checksum; returns it."""
+        cdef size_t ihl = self._ihl()
         cdef uint8_t* p = self._w()
         cdef uint16_t csum
         p[10] = 0
         p[11] = 0
-        csum = csum_finish(csum_partial(p, (p[0] & 0x0f) * 4, 0))
+        csum = csum_finish(csum_partial(p, ihl, 0))
         memcpy(p + 10, &csum, 2)
         return load16(p + 10)
 

@@ -57,8 +57,11 @@ class IPv4Header:
     version = 4
 
     def __post_init__(self) -> None:
-        self.src = IPv4Address(self.src)
-        self.dst = IPv4Address(self.dst)
+        # Only convert what is not an address yet: IPv4Address(IPv4Address) goes via a string.
+        if type(self.src) is not IPv4Address:
+            self.src = IPv4Address(self.src)
+        if type(self.dst) is not IPv4Address:
+            self.dst = IPv4Address(self.dst)
 
     @property
     def is_fragment(self) -> bool:
@@ -82,8 +85,10 @@ class IPv6Header:
     version = 6
 
     def __post_init__(self) -> None:
-        self.src = IPv6Address(self.src)
-        self.dst = IPv6Address(self.dst)
+        if type(self.src) is not IPv6Address:
+            self.src = IPv6Address(self.src)
+        if type(self.dst) is not IPv6Address:
+            self.dst = IPv6Address(self.dst)
 
 
 IPHeader = Union[IPv4Header, IPv6Header]

@@ -1,0 +1,108 @@
+"""Micro-benchmarks of tcpfast's compiled core against pure Python (pytest-benchmark).
+
+    pip install '.[bench]'
+    pytest bench --benchmark-only
+
+Run from the checkout with the ``pytest`` entry point (as for the tests), so that the installed,
+compiled tcpfast is imported rather than the source tree.
+
+Each benchmark group puts a compiled figure beside its pure-Python figures (``bench/pure.py``):
+
+* ``checksum 64 B`` / ``1500 B`` / ``64 KiB``: ``tcpfast.checksum.checksum`` against the word loop
+  of ``tests/oracle.py`` (``pure-wordloop``, the baseline of the issue's target), ``sum(struct.unpack())``
+  (``pure-unpack``) and big-integer arithmetic (``pure-bigint``, the fastest pure form we know);
+* ``parse 1500 B TCP/IPv4``: ``check_packet`` (the C parser alone, what the engine runs per packet)
+  and ``parse_packet`` (which also builds the ``Packet`` dataclasses) against a ``struct`` parser
+  with the same checks;
+* ``emit pure ACK``: ``emit_packet`` of a ``Packet`` into a preallocated ``bytearray``, and patching
+  a template in place through ``TCPView`` (seq/ack set, checksum refilled), against ``struct.pack``;
+* ``seq compare``: ``tcpfast.seq.lt`` against the same expression in Python (the call dominates).
+
+After pytest-benchmark's own table, a summary prints each compiled figure's speedup over each
+pure-Python one (ratio of medians) and the 64 KiB checksum's throughput, with the issue's targets:
+64 KiB checksum >= 4 GB/s and >= 50x the pure-Python oracle. Nothing here asserts on speed.
+
+pytest collects ``test_*.py`` by default; the hook below also collects this directory's
+``bench_*.py`` files, so no configuration outside ``bench/`` is needed.
+"""
+from __future__ import annotations
+
+import pytest
+
+TARGET_GBPS = 4.0
+TARGET_SPEEDUP = 50.0
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def _impl(bench) -> str:
+    return bench.extra_info.get("impl", bench.name)
+
+
+def summary_lines(benchmarks) -> list:
+    """The ratio table: for every group, each compiled figure against each pure one."""
+    groups: dict = {}
+    for b in benchmarks:
+        if not b or b.has_error:
+            continue
+        groups.setdefault(b.group or "", []).append(b)
+    lines = []
+    rows = []
+    for group in sorted(groups):
+        entries = groups[group]
+        compiled = [b for b in entries if _impl(b).startswith("compiled")]
+        pure = [b for b in entries if _impl(b).startswith("pure")]
+        for c in compiled:
+            cm = c.stats.median
+            for p in pure:
+                rows.append((group, _impl(c), _impl(p), cm, p.stats.median, p.stats.median / cm))
+            if not pure:
+                rows.append((group, _impl(c), "-", cm, float("nan"), float("nan")))
+    if not rows:
+        return lines
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    lines.append(f"{'group':<{w0}}  {'compiled':<{w1}}  {'vs pure':<{w2}}  {'compiled':>11}  {'pure':>11}  {'speedup':>9}")
+    for g, ci, pi, cm, pm, ratio in rows:
+        lines.append(f"{g:<{w0}}  {ci:<{w1}}  {pi:<{w2}}  {_t(cm):>11}  {_t(pm):>11}  {ratio:>8.1f}x")
+    # Throughput of the checksum, and the issue's targets for 64 KiB.
+    for group in sorted(groups):
+        for b in groups[group]:
+            nbytes = b.extra_info.get("bytes")
+            if nbytes and group.startswith("checksum") and _impl(b).startswith("compiled"):
+                gbps = nbytes / b.stats.median / 1e9
+                line = f"{group}: compiled {gbps:.2f} GB/s"
+                if nbytes == 65536:
+                    oracle = [p for p in groups[group] if _impl(p) == "pure-wordloop"]
+                    speedup = oracle[0].stats.median / b.stats.median if oracle else float("nan")
+                    ok = gbps >= TARGET_GBPS and speedup >= TARGET_SPEEDUP
+                    line += (f", {speedup:.0f}x the pure-Python oracle (target >= {TARGET_GBPS:g} GB/s and "
+                             f">= {TARGET_SPEEDUP:g}x: {'met' if ok else 'NOT met'})")
+                lines.append(line)
+    return lines
+
+
+def _t(seconds: float) -> str:
+    if seconds != seconds:      # NaN
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not getattr(session, "benchmarks", None):
+        return
+    lines = summary_lines(session.benchmarks)
+    if lines:
+        terminalreporter.write_sep("-", "tcpfast: compiled vs pure Python (ratio of medians)")
+        for line in lines:
+            terminalreporter.write_line(line)
