@@ -9,7 +9,19 @@ import types
 
 import pytest
 
-COMPILED = ["tcpfast._checksum", "tcpfast._seq", "tcpfast._wire"]
+import pathlib
+
+import tcpfast
+
+# Every .pyx shipped with the package must have been compiled and must load as an extension
+# (setup.py builds each one it finds); the core ones are named so that they cannot go missing.
+SHIPPED = sorted(p.stem for p in pathlib.Path(tcpfast.__file__).parent.glob("*.pyx"))
+CORE = ["_checksum", "_seq", "_wire", "_ring", "_isn", "_ranges", "_rtx"]
+COMPILED = [f"tcpfast.{name}" for name in sorted(set(SHIPPED) | set(CORE))]
+
+
+def test_core_sources_are_shipped():
+    assert set(CORE) <= set(SHIPPED), f"missing .pyx sources: {set(CORE) - set(SHIPPED)}"
 
 
 @pytest.mark.parametrize("name", COMPILED)
