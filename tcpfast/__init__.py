@@ -6,7 +6,7 @@ checkout that has not been built fails here with a message that says how to buil
 __version__ = "0.1.0"
 
 try:
-    from tcpfast import _checksum, _seq, _wire  # noqa: F401
+    from tcpfast import _cc, _checksum, _isn, _ranges, _ring, _rtx, _seq, _tcb, _wire  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     import os as _os
 

@@ -16,7 +16,7 @@ import tcpfast
 # Every .pyx shipped with the package must have been compiled and must load as an extension
 # (setup.py builds each one it finds); the core ones are named so that they cannot go missing.
 SHIPPED = sorted(p.stem for p in pathlib.Path(tcpfast.__file__).parent.glob("*.pyx"))
-CORE = ["_checksum", "_seq", "_wire", "_ring", "_isn", "_ranges", "_rtx"]
+CORE = ["_checksum", "_seq", "_wire", "_ring", "_isn", "_ranges", "_rtx", "_cc", "_tcb", "_simlink"]
 COMPILED = [f"tcpfast.{name}" for name in sorted(set(SHIPPED) | set(CORE))]
 
 

@@ -1,0 +1,247 @@
+# cython: language_level=3
+"""One TCP connection: the RFC 9293 Transmission Control Block and its state machine, sans-I/O.
+
+Segments and the time go in (``on_segment``, ``now`` in microseconds); segments come out
+(``poll_transmit`` writes one whole IP packet into a caller's buffer); ``poll_at`` says when to call
+again. The TCB never touches a device and never reads a clock, so tests drive it on a virtual clock.
+User calls (``user_send``, ``user_recv``, ``user_shutdown``, ``user_close``, ``user_abort``) return
+byte counts or negative errno values that the socket layer raises as the kernel's exceptions.
+
+Variables are named as RFC 9293 §3.3.1 names them, in lower case.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+
+from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
+from tcpfast._ring cimport ring
+from tcpfast._ranges cimport seq_ranges
+from tcpfast._rtx cimport rtt_estimator, scoreboard
+from tcpfast._cc cimport cc_state, cc_algo
+from tcpfast._isn cimport isn_secret
+
+
+# RFC 9293 §3.3.2 states, in the order of the RFC's diagram.
+ctypedef enum tcp_state:
+    CLOSED = 0
+    LISTEN
+    SYN_SENT
+    SYN_RECEIVED
+    ESTABLISHED
+    FIN_WAIT_1
+    FIN_WAIT_2
+    CLOSE_WAIT
+    CLOSING
+    LAST_ACK
+    TIME_WAIT
+
+
+# What on_segment asks of its caller.
+cdef enum:
+    SEG_OK = 0                  # consumed (or dropped silently)
+    SEG_REPLY_RST = 1           # answer with reset_for_segment() (RFC 9293 §3.10.7)
+
+
+# Readiness the socket layer waits on (bits of Tcb.events, set by the TCB, cleared by the reader).
+cdef enum:
+    EV_READABLE = 1             # data, end-of-stream or an error to collect
+    EV_WRITABLE = 2             # room in the send buffer (or an error)
+    EV_ERROR = 4                # Tcb.error is set
+    EV_CONNECTED = 8            # reached ESTABLISHED (a passive one is ready for accept)
+    EV_CLOSED = 16              # reached CLOSED: the engine may free it
+
+
+ctypedef struct tcb_config:
+    uint32_t sndbuf             # bytes; SO_SNDBUF
+    uint32_t rcvbuf             # bytes; SO_RCVBUF
+    uint16_t mss                # largest segment we receive (MTU - headers), advertised in SYNs
+    uint8_t nodelay             # TCP_NODELAY: Nagle off
+    uint8_t wscale_ok           # offer window scaling (RFC 7323 §2)
+    uint8_t timestamps_ok       # offer timestamps (RFC 7323 §3)
+    uint8_t sack_ok             # offer SACK (RFC 2018)
+    cc_algo cc
+    uint64_t msl                # us; TIME-WAIT lasts 2*MSL (RFC 9293 §3.4.2)
+    uint32_t rto_initial        # us
+    uint32_t rto_min            # us
+    uint32_t rto_max            # us
+    uint8_t syn_retries         # retransmissions of SYN / SYN-ACK before giving up
+    uint8_t retries             # retransmissions of data before giving up (R2, RFC 9293 §3.8.3)
+    uint64_t user_timeout       # us; TCP_USER_TIMEOUT, 0 = off
+    uint32_t delack             # us; delayed-ACK timer (RFC 9293 §3.8.6.3: < 0.5 s)
+    uint8_t keepalive           # SO_KEEPALIVE
+    uint64_t keepidle           # us
+    uint64_t keepintvl          # us
+    uint8_t keepcnt
+    uint64_t fin_timeout        # us; FIN-WAIT-2 after close() (Linux tcp_fin_timeout)
+    uint32_t challenge_ack_limit  # per second (RFC 5961 §7)
+    uint8_t ttl
+    isn_secret secret
+
+
+ctypedef struct tcb_stats:
+    uint64_t segs_in
+    uint64_t segs_out
+    uint64_t bytes_in           # payload accepted in order
+    uint64_t bytes_out          # payload sent for the first time
+    uint64_t retransmits        # segments sent again (any cause)
+    uint64_t bytes_retransmitted
+    uint64_t fast_retransmits   # recoveries entered on duplicate ACKs / SACK
+    uint64_t sack_recoveries    # of those, with the RFC 6675 scoreboard
+    uint64_t rto_expirations
+    uint64_t dupacks_in
+    uint64_t challenge_acks
+    uint64_t rst_in
+    uint64_t rst_out
+    uint64_t out_of_window      # segments failing the acceptability test
+    uint64_t paws_rejected      # RFC 7323 §5
+    uint64_t ooo_segments       # out-of-order segments held
+    uint64_t ooo_dropped        # out-of-order segments dropped (range set full)
+    uint64_t zero_window_probes
+    uint64_t keepalive_probes
+    uint64_t delayed_acks       # ACKs sent by the delayed-ACK timer
+    uint64_t window_updates     # ACKs sent because the application opened the window
+
+
+cdef class Tcb:
+    # --- identity -----------------------------------------------------------------------------
+    cdef ip_repr ip             # template of our packets: src = local, dst = remote
+    cdef uint16_t lport
+    cdef uint16_t rport
+    cdef tcb_config cfg
+    cdef readonly int state     # tcp_state
+    cdef uint8_t passive        # came from LISTEN (RFC 9293: "initiated with a passive OPEN")
+    cdef uint8_t orphan         # the application closed: nobody reads any more
+    cdef uint8_t synced         # reached ESTABLISHED once
+    cdef uint8_t iss_fixed      # tests: use iss_value rather than the RFC 6528 ISN
+    cdef uint32_t iss_value
+    cdef list _py_out           # Python-level interface: resets queued by receive()
+
+    # --- send sequence variables (RFC 9293 §3.3.1) -------------------------------------------
+    cdef uint32_t iss
+    cdef uint32_t snd_una
+    cdef uint32_t snd_nxt
+    cdef uint32_t snd_max       # highest sequence number sent + 1 (snd_nxt may rewind after RTO)
+    cdef uint32_t snd_wnd       # bytes (already scaled)
+    cdef uint32_t max_snd_wnd   # largest window the peer offered (RFC 5961 §5.2, SWS)
+    cdef uint32_t snd_wl1
+    cdef uint32_t snd_wl2
+    cdef uint8_t snd_wscale     # the peer's shift: applied to windows it sends
+    cdef uint32_t buf_seq       # sequence number of the first byte in the send ring
+    cdef uint16_t smss          # payload bytes in a full-sized segment we send
+    cdef uint16_t peer_mss
+
+    # --- receive sequence variables ----------------------------------------------------------
+    cdef uint32_t irs
+    cdef uint32_t rcv_nxt
+    cdef uint32_t rcv_adv       # right edge of the window we last advertised
+    cdef uint8_t rcv_wscale     # our shift
+    cdef uint32_t last_ack_sent
+
+    # --- options ------------------------------------------------------------------------------
+    cdef uint8_t ws_ok
+    cdef uint8_t ts_ok
+    cdef uint8_t sack_ok
+    cdef uint32_t ts_recent
+    cdef uint64_t ts_recent_age
+    cdef uint32_t ts_offset     # RFC 7323 §5.4: a random offset per connection
+
+    # --- buffers ------------------------------------------------------------------------------
+    cdef ring sndbuf
+    cdef ring rcvbuf
+    cdef seq_ranges ooo         # out-of-order data held beyond rcv_nxt
+    cdef uint8_t ooo_fin        # a FIN arrived out of order at ooo_fin_seq
+    cdef uint32_t ooo_fin_seq
+
+    # --- FIN bookkeeping ----------------------------------------------------------------------
+    cdef uint8_t fin_queued     # the application shut down writing: FIN after the data
+    cdef uint8_t fin_sent
+    cdef uint32_t fin_seq       # sequence number of our FIN (= buf_seq + data length)
+    cdef uint8_t fin_acked
+    cdef uint8_t rcv_fin        # the peer's FIN was received (end of stream after the data)
+
+    # --- timers: absolute times in us, 0 = not armed --------------------------------------
+    cdef uint64_t t_rtx
+    cdef uint64_t t_delack
+    cdef uint64_t t_persist
+    cdef uint64_t t_keepalive
+    cdef uint64_t t_timewait    # also the FIN-WAIT-2 timeout of an orphan
+    cdef uint64_t first_unacked_time  # when the oldest unacknowledged data was first sent
+    cdef uint64_t last_rcv_time
+    cdef uint64_t last_snd_time
+    cdef uint8_t persist_backoff
+    cdef uint8_t keepalive_sent
+    cdef uint8_t retries        # consecutive retransmission-timer expirations
+
+    # --- RTT, loss recovery, congestion -------------------------------------------------------
+    cdef rtt_estimator rtt
+    cdef uint8_t rtt_timing     # Karn: timing one segment
+    cdef uint32_t rtt_seq
+    cdef uint64_t rtt_time
+    cdef scoreboard sb
+    cdef cc_state cc
+    cdef uint32_t dupacks
+    cdef uint8_t in_recovery
+    cdef uint32_t recover       # RFC 6582 "recover" / RFC 6675 RecoveryPoint
+    cdef uint8_t rexmit_head    # NewReno: retransmit the segment at snd_una next
+
+    # --- pending output -----------------------------------------------------------------------
+    cdef uint8_t ack_now
+    cdef uint8_t dupacks_to_send  # immediate duplicate ACKs owed for out-of-order segments
+    cdef uint8_t segs_unacked   # full-sized segments received since our last ACK
+    cdef uint8_t rst_pending    # abort: send <SEQ=SND.NXT><CTL=RST>
+    cdef uint8_t syn_pending    # (re)send SYN / SYN-ACK
+    cdef uint8_t probe_pending  # zero-window probe
+    cdef uint8_t keepalive_pending
+    cdef uint32_t challenge_count
+    cdef uint64_t challenge_window_start
+
+    # --- towards the application --------------------------------------------------------------
+    cdef readonly int error     # errno to report (ECONNREFUSED, ECONNRESET, ETIMEDOUT), 0 = none
+    cdef public int events      # EV_* bits
+    cdef tcb_stats stats
+
+    # --- C API --------------------------------------------------------------------------------
+    cdef void set_endpoints(self, const ip_repr* ip, uint16_t lport, uint16_t rport) noexcept nogil
+    cdef int on_segment(self, const pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
+    cdef size_t poll_transmit(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
+    cdef uint64_t poll_at(self) noexcept nogil
+    cdef int user_open(self, uint64_t now) noexcept nogil
+    cdef int user_listen(self) noexcept nogil
+    cdef int64_t user_send(self, const uint8_t* data, size_t n, uint64_t now) noexcept nogil
+    cdef int64_t user_recv(self, uint8_t* out, size_t n, bint peek, uint64_t now) noexcept nogil
+    cdef int user_shutdown(self, uint64_t now) noexcept nogil
+    cdef int user_close(self, uint64_t now) noexcept nogil
+    cdef int user_abort(self, uint64_t now) noexcept nogil
+    cdef uint32_t send_space(self) noexcept nogil
+    cdef uint32_t recv_available(self) noexcept nogil
+
+    # --- internals ----------------------------------------------------------------------------
+    cdef void _init_sequence(self, uint64_t now) noexcept nogil
+    cdef void _negotiate(self, const tcp_repr* th) noexcept nogil
+    cdef int _listen_input(self, const pkt_repr* p, uint64_t now) noexcept nogil
+    cdef int _syn_sent_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil
+    cdef int _sync_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil
+    cdef void _ack_input(self, const tcp_repr* th, uint32_t seg_len, uint64_t now) noexcept nogil
+    cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil
+    cdef void _fin_input(self, uint64_t now) noexcept nogil
+    cdef void _challenge_ack(self, uint64_t now) noexcept nogil
+    cdef void _enter_closed(self, int err) noexcept nogil
+    cdef void _enter_time_wait(self, uint64_t now) noexcept nogil
+    cdef void _on_timers(self, uint64_t now) noexcept nogil
+    cdef void _rexmit_rto(self, uint64_t now) noexcept nogil
+    cdef void _arm_rtx(self, uint64_t now) noexcept nogil
+    cdef uint32_t _window_to_advertise(self) noexcept nogil
+    cdef uint32_t _ts_now(self, uint64_t now) noexcept nogil
+    cdef void _fill_header(self, tcp_repr* t, uint32_t seq, uint8_t flags, uint64_t now) noexcept nogil
+    cdef size_t _emit(self, uint8_t* buf, size_t cap, tcp_repr* t, uint32_t data_off, uint32_t n,
+                      uint64_t now) noexcept nogil
+    cdef size_t _emit_data(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
+    cdef size_t _emit_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
+    cdef void _after_read(self, uint64_t now) noexcept nogil
+
+
+# RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a
+# state's rules answer with a reset). Writes an IP packet into buf; returns its length, or 0 when
+# the segment itself carries RST (never answer a reset with a reset).
+cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil
+
+# Defaults as Linux (see tcb_config); used by the Python-level constructor and the engine.
+cdef void tcb_config_default(tcb_config* cfg) noexcept nogil

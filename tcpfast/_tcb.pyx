@@ -1,0 +1,1533 @@
+# cython: language_level=3
+"""The TCP connection state machine (RFC 9293 §3.10), sans-I/O. See ``_tcb.pxd``.
+
+Segment arrival follows RFC 9293 §3.10.7 step by step; each step is marked with the RFC's words
+("first check sequence number", ...). The RFC 5961 rules against blind in-window attacks, RFC 7323
+(window scale, timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582/6675 (fast retransmit, NewReno,
+SACK recovery) and RFC 1122/9293 sending policy (Nagle, SWS avoidance, delayed ACK, zero-window
+probing, keep-alive) are woven in where the RFC places them.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.string cimport memset, memcpy
+from libc.errno cimport (ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, ENOTCONN, EAGAIN, EISCONN,
+                         EINVAL, ENOMEM)
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
+from tcpfast._seq cimport (seq_lt, seq_le, seq_gt, seq_ge, seq_in_window, seq_between, seq_max,
+                           seq_min)
+from tcpfast._wire cimport (ip_repr, tcp_repr, pkt_repr, wire_reason, WIRE_OK, packet_parse,
+                            tcp_packet_emit, tcp_header_len, ip_header_len, TH_FIN, TH_SYN,
+                            TH_RST, TH_PSH, TH_ACK, PROTO_TCP, IPV4_HEADER_LEN, IPV6_HEADER_LEN)
+from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_write_at,
+                            ring_read_at, ring_consume, ring_commit, ring_space, ring_reserve,
+                            ring_set_capacity)
+from tcpfast._ranges cimport (ranges_clear, ranges_add, ranges_trim_below, ranges_pop_at,
+                              ranges_covers, ranges_sack_blocks)
+from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
+                           sb_init, sb_update, sb_advance, sb_is_lost, sb_pipe, sb_next_seg,
+                           sb_next_lost,
+                           DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US, RTO_MAX_US)
+from tcpfast._cc cimport (cc_init, cc_set_smss, cc_on_ack, cc_on_congestion, cc_on_rto,
+                          cc_on_recovery_exit, cc_on_idle_restart, CC_NEWRENO, CC_CUBIC)
+from tcpfast._isn cimport isn_generate, siphash24
+
+import ipaddress
+import os
+
+cdef enum:
+    DEFAULT_MSS_V4 = 536        # RFC 9293 §3.7.1: assumed when the peer sends no MSS option
+    DEFAULT_MSS_V6 = 1220
+    TS_OPTION_LEN = 12          # NOP NOP TS, the space timestamps take in every segment
+    MAX_WSCALE = 14             # RFC 7323 §2.3
+    PAWS_IDLE_US = 24 * 24 * 3600 * 1000000  # RFC 7323 §5.5: 24 days
+
+
+cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
+    memset(cfg, 0, sizeof(tcb_config))
+    cfg.sndbuf = 256 * 1024
+    cfg.rcvbuf = 256 * 1024
+    cfg.mss = 1460
+    cfg.nodelay = 0
+    cfg.wscale_ok = 1
+    cfg.timestamps_ok = 1
+    cfg.sack_ok = 1
+    cfg.cc = CC_CUBIC
+    cfg.msl = 30 * 1000000           # 2*MSL = 60 s, as Linux's TCP_TIMEWAIT_LEN
+    cfg.rto_initial = RTO_INITIAL_US
+    cfg.rto_min = RTO_MIN_US
+    cfg.rto_max = RTO_MAX_US
+    cfg.syn_retries = 6              # Linux tcp_syn_retries
+    cfg.retries = 15                 # Linux tcp_retries2
+    cfg.user_timeout = 0
+    cfg.delack = 40000               # 40 ms, Linux's TCP_DELACK_MIN
+    cfg.keepalive = 0
+    cfg.keepidle = 7200 * 1000000    # RFC 1122 §4.2.3.6: no less than two hours by default
+    cfg.keepintvl = 75 * 1000000
+    cfg.keepcnt = 9
+    cfg.fin_timeout = 60 * 1000000
+    cfg.challenge_ack_limit = 1000   # Linux tcp_challenge_ack_limit
+    cfg.ttl = 64
+
+
+cdef inline uint64_t _min_timer(uint64_t a, uint64_t b) noexcept nogil:
+    if a == 0:
+        return b
+    if b == 0:
+        return a
+    return a if a < b else b
+
+
+cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil:
+    """RFC 9293 §3.10.7.1: "If the ACK bit is off, sequence number zero is used,
+    <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
+    An incoming RST is never answered."""
+    cdef ip_repr ip
+    cdef tcp_repr t
+    cdef uint32_t seg_len
+    cdef const tcp_repr* th = &p.tcp
+    if th.flags & TH_RST:
+        return 0
+    memset(&ip, 0, sizeof(ip))
+    memset(&t, 0, sizeof(t))
+    ip.version = p.ip.version
+    ip.ttl = ttl
+    ip.dont_fragment = 1
+    memcpy(ip.src, p.ip.dst, 16)
+    memcpy(ip.dst, p.ip.src, 16)
+    t.src_port = th.dst_port
+    t.dst_port = th.src_port
+    if th.flags & TH_ACK:
+        t.seq = th.ack
+        t.flags = TH_RST
+    else:
+        seg_len = p.payload_len + (1 if th.flags & TH_SYN else 0) + (1 if th.flags & TH_FIN else 0)
+        t.seq = 0
+        t.ack = th.seq + seg_len
+        t.flags = TH_RST | TH_ACK
+    return tcp_packet_emit(buf, cap, &ip, &t, 0)
+
+
+cdef class Tcb:
+    """Tcb(local, remote=None, **options): one TCP connection, driven by segments and time.
+
+    The Python methods below exist for tests and tools (segments as bytes, times in seconds as
+    floats or microseconds as ints); the engine uses the C-level API of ``_tcb.pxd``.
+    """
+
+    def __cinit__(self):
+        tcb_config_default(&self.cfg)
+        self.state = CLOSED
+        memset(&self.ip, 0, sizeof(ip_repr))
+        memset(&self.stats, 0, sizeof(tcb_stats))
+        ring_init(&self.sndbuf, self.cfg.sndbuf)
+        ring_init(&self.rcvbuf, self.cfg.rcvbuf)
+        ranges_clear(&self.ooo)
+        rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
+        self._py_out = None                 # made on first use by the Python-level receive()
+
+    def __dealloc__(self):
+        ring_release(&self.sndbuf, True)
+        ring_release(&self.rcvbuf, True)
+
+    # =========================================================================================
+    # Set-up
+    # =========================================================================================
+
+    cdef void set_endpoints(self, const ip_repr* ip, uint16_t lport, uint16_t rport) noexcept nogil:
+        memcpy(&self.ip, ip, sizeof(ip_repr))
+        self.ip.ttl = self.cfg.ttl
+        self.ip.dont_fragment = 1
+        self.lport = lport
+        self.rport = rport
+
+    cdef void _init_sequence(self, uint64_t now) noexcept nogil:
+        """Choose the ISS (RFC 9293 §3.4.1, RFC 6528) and the timestamp offset (RFC 7323 §5.4)."""
+        cdef size_t alen = 4 if self.ip.version == 4 else 16
+        if self.iss_fixed:
+            self.iss = self.iss_value           # tests: a chosen ISS (e.g. just below 2**32)
+        else:
+            self.iss = isn_generate(&self.cfg.secret, self.ip.src, self.lport, self.ip.dst,
+                                    self.rport, alen, now)
+        self.ts_offset = <uint32_t>siphash24(&self.cfg.secret, <const uint8_t*>&self.iss, 4)
+        self.snd_una = self.iss
+        self.snd_nxt = self.iss
+        self.snd_max = self.iss
+        self.buf_seq = self.iss + 1
+        self.recover = self.iss
+        self.rcv_wscale = 0
+        if self.cfg.wscale_ok:
+            # The smallest shift that lets the whole receive buffer be offered (RFC 7323 §2.3).
+            while self.rcv_wscale < MAX_WSCALE and (self.cfg.rcvbuf >> self.rcv_wscale) > 0xffff:
+                self.rcv_wscale += 1
+        self.peer_mss = DEFAULT_MSS_V4 if self.ip.version == 4 else DEFAULT_MSS_V6
+        self.smss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
+        cc_init(&self.cc, self.cfg.cc, self.smss)
+        sb_init(&self.sb, self.iss)
+        ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
+        ring_set_capacity(&self.rcvbuf, self.cfg.rcvbuf)
+
+    cdef void _negotiate(self, const tcp_repr* th) noexcept nogil:
+        """Options of the peer's SYN (RFC 9293 §3.7.1 MSS, RFC 7323 §1.3/§2.2/§3.2, RFC 2018 §2):
+        each one is in use only when both sides offered it."""
+        cdef uint32_t mss
+        if th.has_mss:
+            self.peer_mss = th.mss if th.mss >= 88 else 88     # refuse absurdly small MSS values
+        self.ws_ok = self.cfg.wscale_ok and th.has_wscale
+        if self.ws_ok:
+            self.snd_wscale = th.wscale if th.wscale <= MAX_WSCALE else MAX_WSCALE
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.ts_ok = self.cfg.timestamps_ok and th.has_timestamps
+        if self.ts_ok:
+            self.ts_recent = th.tsval
+        self.sack_ok = self.cfg.sack_ok and th.sack_permitted
+        self.sb.in_use = self.sack_ok
+        # Eff.snd.MSS (RFC 9293 §3.7.1): the smaller MSS, less the options every segment carries.
+        mss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
+        if self.ts_ok:
+            mss -= TS_OPTION_LEN
+        self.smss = <uint16_t>mss
+        cc_set_smss(&self.cc, self.smss)
+
+    # =========================================================================================
+    # User calls (RFC 9293 §3.10.1-3.10.6)
+    # =========================================================================================
+
+    cdef int user_open(self, uint64_t now) noexcept nogil:
+        """Active OPEN: choose the ISS, send <SEQ=ISS><CTL=SYN>, enter SYN-SENT."""
+        if self.state != CLOSED:
+            return -EISCONN
+        self._init_sequence(now)
+        self.state = SYN_SENT
+        self.syn_pending = 1
+        return 0
+
+    cdef int user_listen(self) noexcept nogil:
+        """Passive OPEN: enter LISTEN."""
+        if self.state != CLOSED:
+            return -EISCONN
+        self.state = LISTEN
+        self.passive = 1
+        return 0
+
+    cdef uint32_t send_space(self) noexcept nogil:
+        return ring_space(&self.sndbuf)
+
+    cdef uint32_t recv_available(self) noexcept nogil:
+        return self.rcvbuf.used
+
+    cdef int64_t user_send(self, const uint8_t* data, size_t n, uint64_t now) noexcept nogil:
+        """SEND (RFC 9293 §3.10.2): queue data; returns bytes taken, -EAGAIN when full."""
+        cdef uint32_t took
+        if self.state == ESTABLISHED or self.state == CLOSE_WAIT or \
+                self.state == SYN_SENT or self.state == SYN_RECEIVED:
+            if self.fin_queued:
+                return -EPIPE
+            if n > 0x7fffffff:
+                n = 0x7fffffff
+            if n == 0:
+                return 0
+            if ring_space(&self.sndbuf) == 0:
+                self.events &= ~EV_WRITABLE
+                return -EAGAIN
+            if ring_reserve(&self.sndbuf) != 0:
+                return -ENOMEM
+            # RFC 5681 §4.1: after an idle period longer than an RTO, restart from the
+            # restart window rather than bursting a stale cwnd.
+            if self.snd_una == self.snd_max and self.last_snd_time and \
+                    now - self.last_snd_time > rtt_current_rto(&self.rtt):
+                cc_on_idle_restart(&self.cc, now)
+            took = ring_append(&self.sndbuf, data, <uint32_t>n)
+            if ring_space(&self.sndbuf) == 0:
+                self.events &= ~EV_WRITABLE
+            return took
+        if self.error:
+            return -self.error
+        if self.state == LISTEN:
+            return -ENOTCONN
+        if self.state == CLOSED:
+            return -ENOTCONN if not self.fin_queued else -EPIPE
+        return -EPIPE                    # FIN-WAIT-*, CLOSING, LAST-ACK, TIME-WAIT: we shut down
+
+    cdef int64_t user_recv(self, uint8_t* out, size_t n, bint peek, uint64_t now) noexcept nogil:
+        """RECEIVE (RFC 9293 §3.10.3): bytes copied; 0 at end of stream; -EAGAIN when none yet."""
+        cdef uint32_t k = self.rcvbuf.used
+        if k:
+            if n < k:
+                k = <uint32_t>n
+            ring_read_at(&self.rcvbuf, 0, out, k)
+            if not peek:
+                ring_consume(&self.rcvbuf, k)
+                self._after_read(now)
+            return k
+        if self.events & EV_READABLE and not self.rcv_fin and not self.error:
+            self.events &= ~EV_READABLE
+        if self.rcv_fin:
+            return 0
+        if self.error:
+            return -self.error
+        if self.state == LISTEN or (self.state == CLOSED and not self.synced):
+            return -ENOTCONN
+        if self.state == CLOSED:
+            return 0
+        return -EAGAIN
+
+    cdef void _after_read(self, uint64_t now) noexcept nogil:
+        """The application made room: advertise it when the right edge can move by at least
+        min(RCV.BUFF/2, Eff.snd.MSS) (receiver SWS avoidance, RFC 9293 §3.8.6.2.2)."""
+        cdef uint32_t space = ring_space(&self.rcvbuf)
+        cdef uint32_t limit = self.cfg.rcvbuf // 2
+        cdef uint32_t gain
+        if self.rcvbuf.used == 0:
+            self.events &= ~EV_READABLE
+            if self.rcv_fin:
+                self.events |= EV_READABLE
+        if self.state != ESTABLISHED and self.state != FIN_WAIT_1 and self.state != FIN_WAIT_2:
+            return
+        if limit > self.cfg.mss:
+            limit = self.cfg.mss
+        if seq_gt(self.rcv_nxt + space, self.rcv_adv):
+            gain = (self.rcv_nxt + space) - self.rcv_adv
+            if gain >= limit and (self.rcv_adv - self.rcv_nxt) < 2 * <uint32_t>self.cfg.mss + limit:
+                # The peer may be stalled on a small window: tell it now (window update).
+                if not self.ack_now:
+                    self.stats.window_updates += 1
+                self.ack_now = 1
+
+    cdef int user_shutdown(self, uint64_t now) noexcept nogil:
+        """CLOSE of the sending direction (RFC 9293 §3.10.4; shutdown(SHUT_WR))."""
+        if self.state == LISTEN or self.state == SYN_SENT:
+            self._enter_closed(0)
+            return 0
+        if self.state == SYN_RECEIVED or self.state == ESTABLISHED:
+            # "Queue this until all preceding SENDs have been segmentized, then form a FIN
+            # segment and send it. In any case, enter FIN-WAIT-1 state." (SYN-RECEIVED waits
+            # for ESTABLISHED first.)
+            self.fin_queued = 1
+            if self.state == ESTABLISHED:
+                self.state = FIN_WAIT_1
+            return 0
+        if self.state == CLOSE_WAIT:
+            self.fin_queued = 1
+            self.state = LAST_ACK
+            return 0
+        if self.state == CLOSED:
+            return -ENOTCONN if not self.error else 0
+        return 0                          # already closing
+
+    cdef int user_close(self, uint64_t now) noexcept nogil:
+        """CLOSE (RFC 9293 §3.10.4): shut down writing; the application will not read again.
+        Unread received data makes it an abort with RST, as Linux does (RFC 2525 §2.17)."""
+        self.orphan = 1
+        if self.rcvbuf.used and (self.state == ESTABLISHED or self.state == CLOSE_WAIT or
+                                 self.state == FIN_WAIT_1 or self.state == FIN_WAIT_2):
+            return self.user_abort(now)
+        self.user_shutdown(now)
+        if self.state == FIN_WAIT_2 and self.t_timewait == 0:
+            self.t_timewait = now + self.cfg.fin_timeout
+        return 0
+
+    cdef int user_abort(self, uint64_t now) noexcept nogil:
+        """ABORT (RFC 9293 §3.10.5): in a synchronized state send <SEQ=SND.NXT><CTL=RST>;
+        all queued data is dropped; CLOSED."""
+        if self.state == SYN_RECEIVED or self.state == ESTABLISHED or self.state == FIN_WAIT_1 \
+                or self.state == FIN_WAIT_2 or self.state == CLOSE_WAIT:
+            self.rst_pending = 1
+        self.orphan = 1
+        self._enter_closed(0)
+        return 0
+
+    # =========================================================================================
+    # Segment arrival (RFC 9293 §3.10.7)
+    # =========================================================================================
+
+    cdef int on_segment(self, const pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+        self.stats.segs_in += 1
+        if self.state == CLOSED:
+            # §3.10.7.1: "all data in the incoming segment is discarded ... a reset is sent".
+            return SEG_REPLY_RST
+        if self.state == LISTEN:
+            return self._listen_input(p, now)
+        if self.state == SYN_SENT:
+            return self._syn_sent_input(p, pkt + p.payload_off, now)
+        return self._sync_input(p, pkt + p.payload_off, now)
+
+    cdef int _listen_input(self, const pkt_repr* p, uint64_t now) noexcept nogil:
+        """§3.10.7.2 LISTEN."""
+        cdef const tcp_repr* th = &p.tcp
+        # "First, check for a RST: an incoming RST segment could not be valid ... ignored."
+        if th.flags & TH_RST:
+            return SEG_OK
+        # "Second, check for an ACK: ... <SEQ=SEG.ACK><CTL=RST>"
+        if th.flags & TH_ACK:
+            return SEG_REPLY_RST
+        # "Third, check for a SYN"
+        if not (th.flags & TH_SYN):
+            return SEG_OK                 # "Fourth, other control or text ... drop"
+        memset(&self.ip, 0, sizeof(ip_repr))
+        self.ip.version = p.ip.version
+        memcpy(self.ip.src, p.ip.dst, 16)
+        memcpy(self.ip.dst, p.ip.src, 16)
+        self.ip.ttl = self.cfg.ttl
+        self.ip.dont_fragment = 1
+        self.lport = th.dst_port
+        self.rport = th.src_port
+        self._init_sequence(now)
+        self.rcv_nxt = th.seq + 1
+        self.irs = th.seq
+        self._negotiate(th)
+        self.snd_wnd = th.window          # RFC 7323 §2.2: the window in a SYN is never scaled
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = th.seq
+        self.snd_wl2 = self.iss
+        self.rcv_adv = self.rcv_nxt
+        self.last_rcv_time = now
+        # Data on the SYN is not kept (no TCP Fast Open): it is not acknowledged, so the peer
+        # sends it again once we are synchronized.
+        self.state = SYN_RECEIVED
+        self.syn_pending = 1
+        return SEG_OK
+
+    cdef int _syn_sent_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil:
+        """§3.10.7.3 SYN-SENT."""
+        cdef const tcp_repr* th = &p.tcp
+        cdef bint ack_ok = False
+        # "First, check the ACK bit: If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
+        # (unless the RST bit is set, if so drop the segment and return)"
+        if th.flags & TH_ACK:
+            if seq_le(th.ack, self.iss) or seq_gt(th.ack, self.snd_max):
+                return SEG_OK if th.flags & TH_RST else SEG_REPLY_RST
+            ack_ok = seq_lt(self.snd_una, th.ack) and seq_le(th.ack, self.snd_max)
+        # "Second, check the RST bit: If the ACK was acceptable, then signal to the user
+        # 'error: connection reset', drop the segment, enter CLOSED state". RFC 5961 §3.2: a RST
+        # without an acceptable ACK is dropped.
+        if th.flags & TH_RST:
+            if ack_ok:
+                self.stats.rst_in += 1
+                self._enter_closed(ECONNREFUSED)
+            return SEG_OK
+        # "Fourth, check the SYN bit"
+        if not (th.flags & TH_SYN):
+            return SEG_OK                 # "Fifth, if neither of the SYN or RST bits is set"
+        self.irs = th.seq
+        self.rcv_nxt = th.seq + 1
+        # The right edge our SYN offered (its window is never scaled, RFC 7323 §2.2).
+        self.rcv_adv = self.rcv_nxt + (self.cfg.rcvbuf if self.cfg.rcvbuf < 0xffff else 0xffff)
+        self.last_rcv_time = now
+        self._negotiate(th)
+        self.snd_wl1 = th.seq
+        if ack_ok:
+            self.snd_una = th.ack
+            self.snd_wl2 = th.ack
+            if self.rtt_timing:
+                rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
+                self.rtt_timing = 0
+            rtt_reset_backoff(&self.rtt)
+            self.retries = 0
+        self.snd_wnd = th.window          # unscaled in a SYN (RFC 7323 §2.2)
+        self.max_snd_wnd = self.snd_wnd
+        if seq_gt(self.snd_una, self.iss):
+            # "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to
+            # ESTABLISHED, form an ACK segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
+            self.state = ESTABLISHED
+            self.synced = 1
+            self.t_rtx = 0
+            self.syn_pending = 0
+            self.ack_now = 1
+            self.events |= EV_CONNECTED | EV_WRITABLE
+            if self.fin_queued:
+                self.state = FIN_WAIT_1
+            if self.cfg.keepalive:
+                self.t_keepalive = now + self.cfg.keepidle
+            # "If there are other controls or text in the segment, then continue processing at
+            # the sixth step below where the URG bit is checked"
+            if p.payload_len:
+                self._text_input(th.seq + 1, payload, p.payload_len, now)
+            if th.flags & TH_FIN and self.rcv_nxt == th.seq + 1 + p.payload_len:
+                self._fin_input(now)
+        else:
+            # "Otherwise, enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT>
+            # <CTL=SYN,ACK> and send it." (simultaneous open, RFC 9293 Figure 8)
+            self.state = SYN_RECEIVED
+            self.snd_nxt = self.iss
+            self.syn_pending = 1
+        return SEG_OK
+
+    cdef void _challenge_ack(self, uint64_t now) noexcept nogil:
+        """RFC 5961 §3.2/§4.2/§5.2 challenge ACK, at most challenge_ack_limit a second (§7)."""
+        if now - self.challenge_window_start >= 1000000:
+            self.challenge_window_start = now
+            self.challenge_count = 0
+        if self.challenge_count < self.cfg.challenge_ack_limit:
+            self.challenge_count += 1
+            self.stats.challenge_acks += 1
+            self.ack_now = 1
+
+    cdef int _sync_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil:
+        """§3.10.7.4: SYN-RECEIVED and every synchronized state."""
+        cdef const tcp_repr* th = &p.tcp
+        cdef uint8_t flags = th.flags
+        cdef uint32_t seg_seq = th.seq
+        cdef uint32_t n = p.payload_len
+        cdef uint32_t seg_len = n + (1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0)
+        cdef uint32_t rcv_wnd, data_seq, cut, right, space
+        cdef bint acceptable, fin = (flags & TH_FIN) != 0
+        rcv_wnd = self.rcv_adv - self.rcv_nxt if seq_gt(self.rcv_adv, self.rcv_nxt) else 0
+
+        # RFC 7323 §5.3 PAWS, before the sequence check: R1 "If SEG.TSval < TS.Recent and the RST
+        # bit is off ... the segment is not acceptable" (unless idle for more than 24 days).
+        if self.ts_ok and th.has_timestamps and not (flags & TH_RST) and \
+                seq_lt(th.tsval, self.ts_recent):
+            if now - self.ts_recent_age > PAWS_IDLE_US:
+                self.ts_recent = th.tsval
+            else:
+                self.stats.paws_rejected += 1
+                self.ack_now = 1
+                return SEG_OK
+
+        # "first check sequence number": the four cases of the acceptability test.
+        if seg_len == 0:
+            if rcv_wnd == 0:
+                acceptable = seg_seq == self.rcv_nxt
+            else:
+                acceptable = seq_in_window(seg_seq, self.rcv_nxt, rcv_wnd)
+        elif rcv_wnd == 0:
+            acceptable = False
+        else:
+            acceptable = seq_in_window(seg_seq, self.rcv_nxt, rcv_wnd) or \
+                seq_in_window(seg_seq + seg_len - 1, self.rcv_nxt, rcv_wnd)
+        if not acceptable and rcv_wnd == 0 and seg_seq == self.rcv_nxt and not (flags & TH_SYN):
+            # "If the RCV.WND is zero, no segments will be acceptable, but special allowance
+            # should be made to accept valid ACKs, URGs, and RSTs": keep the controls, drop text.
+            acceptable = True
+            n = 0
+            fin = False
+        if not acceptable:
+            self.stats.out_of_window += 1
+            if self.state == SYN_RECEIVED and flags & TH_SYN and seg_seq == self.irs and \
+                    not (flags & TH_ACK):
+                # The peer did not see our SYN-ACK and sent its SYN again: answer it again.
+                self.snd_nxt = self.iss
+                self.syn_pending = 1
+                return SEG_OK
+            if self.state == TIME_WAIT and fin:
+                # §3.10.7.4 eighth step, TIME-WAIT: "Remain in the TIME-WAIT state. Restart the
+                # 2 MSL time-wait timeout." (the retransmitted FIN lies below RCV.NXT)
+                self.t_timewait = now + 2 * self.cfg.msl
+            # "If an incoming segment is not acceptable, an acknowledgment should be sent in
+            # reply (unless the RST bit is set, if so drop the segment and return)"
+            if not (flags & TH_RST):
+                self.ack_now = 1
+            return SEG_OK
+
+        # "second check the RST bit" (RFC 5961 §3.2: only an exact match resets; an in-window
+        # RST gets a challenge ACK)
+        if flags & TH_RST:
+            self.stats.rst_in += 1
+            if self.state == TIME_WAIT:
+                return SEG_OK             # RFC 1337: no TIME-WAIT assassination
+            if seg_seq != self.rcv_nxt:
+                self._challenge_ack(now)
+                return SEG_OK
+            if self.state == SYN_RECEIVED:
+                # "If this connection was initiated with a passive OPEN ... return this
+                # connection to LISTEN state" (the listener lives on in the engine: this
+                # embryonic connection just ends, and the user hears nothing). Otherwise
+                # "connection refused".
+                self._enter_closed(0 if self.passive else ECONNREFUSED)
+            elif self.state == ESTABLISHED or self.state == FIN_WAIT_1 or \
+                    self.state == FIN_WAIT_2 or self.state == CLOSE_WAIT:
+                self._enter_closed(ECONNRESET)
+            else:                         # CLOSING, LAST-ACK
+                self._enter_closed(0)
+            return SEG_OK
+
+        # "third check security" - not used.
+
+        # "fourth, check the SYN bit": RFC 5961 §4.2, a SYN in a synchronized state (whatever
+        # its sequence number) is answered with a challenge ACK and dropped.
+        if flags & TH_SYN:
+            if self.state == SYN_RECEIVED and self.passive:
+                self._enter_closed(0)     # "return this connection to the LISTEN state"
+                return SEG_OK
+            self._challenge_ack(now)
+            return SEG_OK
+
+        # "fifth check the ACK field": "if the ACK bit is off, drop the segment and return"
+        if not (flags & TH_ACK):
+            return SEG_OK
+        if self.state == SYN_RECEIVED:
+            # "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... and continue
+            # processing with the variables below set to: SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ,
+            # SND.WL2 <- SEG.ACK. If the segment acknowledgment is not acceptable, form a reset
+            # segment <SEQ=SEG.ACK><CTL=RST> and send it."
+            if not (seq_lt(self.snd_una, th.ack) and seq_le(th.ack, self.snd_max)):
+                return SEG_REPLY_RST
+            self.state = ESTABLISHED
+            self.synced = 1
+            self.syn_pending = 0
+            self.snd_wnd = <uint32_t>th.window << self.snd_wscale
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = seg_seq
+            self.snd_wl2 = th.ack
+            self.events |= EV_CONNECTED | EV_WRITABLE
+            if self.fin_queued:
+                self.state = FIN_WAIT_1
+            if self.cfg.keepalive:
+                self.t_keepalive = now + self.cfg.keepidle
+        # RFC 5961 §5.2: an ACK is acceptable only within (SND.UNA - MAX.SND.WND) .. SND.NXT.
+        if seq_gt(th.ack, self.snd_max):
+            # "If the ACK acknowledges something not yet sent (SEG.ACK > SND.NXT), then send an
+            # ACK, drop the segment, and return."
+            self._challenge_ack(now)
+            return SEG_OK
+        if seq_lt(th.ack, self.snd_una - self.max_snd_wnd):
+            self._challenge_ack(now)
+            return SEG_OK
+
+        # RFC 7323 §4.3: TS.Recent follows the timestamp of the segment that carries the edge
+        # of the window we acknowledged last ("SEG.SEQ =< Last.ACK.sent").
+        if self.ts_ok and th.has_timestamps and seq_le(seg_seq, self.last_ack_sent) and \
+                seq_ge(th.tsval, self.ts_recent):
+            self.ts_recent = th.tsval
+            self.ts_recent_age = now
+
+        self.last_rcv_time = now
+        self.keepalive_sent = 0
+        if self.cfg.keepalive and self.t_keepalive:
+            self.t_keepalive = now + self.cfg.keepidle
+
+        self._ack_input(th, n, now)
+        if self.state == CLOSED:
+            return SEG_OK
+        if self.state == TIME_WAIT and not fin:
+            return SEG_OK
+
+        # "sixth, check the URG bit": urgent data is delivered inline (RFC 6093 §6); the urgent
+        # pointer is not acted on.
+
+        # "seventh, process the segment text"
+        data_seq = seg_seq
+        if n:
+            # Trim to what lies in the window and the buffer (RFC 9293 §3.10.7.4: "segments with
+            # higher beginning sequence numbers may be held", the rest is cut).
+            if seq_lt(data_seq, self.rcv_nxt):
+                cut = self.rcv_nxt - data_seq
+                if cut >= n:
+                    n = 0
+                else:
+                    payload += cut
+                    n -= cut
+                    data_seq = self.rcv_nxt
+            space = ring_space(&self.rcvbuf)
+            right = self.rcv_nxt + space
+            if seq_lt(self.rcv_adv, right):
+                right = self.rcv_adv
+            if n and seq_gt(data_seq + n, right):
+                cut = (data_seq + n) - right
+                if cut >= n:
+                    n = 0
+                else:
+                    n -= cut
+                fin = False               # the FIN lies beyond what we keep
+        if n:
+            if self.state == ESTABLISHED or self.state == FIN_WAIT_1 or self.state == FIN_WAIT_2:
+                if self.orphan:
+                    # Data for an application that closed: nobody will read it. Linux resets
+                    # (tcp_rcv_state_process, "data after close").
+                    self.user_abort(now)
+                    return SEG_OK
+                self._text_input(data_seq, payload, n, now)
+            # CLOSE-WAIT, CLOSING, LAST-ACK: "This should not occur since a FIN has been received
+            # from the remote side. Ignore the segment text."
+
+        # "eighth, check the FIN bit"
+        if fin:
+            if seq_gt(data_seq + n, self.rcv_nxt):
+                # A FIN beyond a hole: remember it until the data before it arrives.
+                self.ooo_fin = 1
+                self.ooo_fin_seq = data_seq + n
+            elif data_seq + n == self.rcv_nxt and not self.rcv_fin:
+                self._fin_input(now)
+            elif self.rcv_fin and self.state == TIME_WAIT:
+                self.t_timewait = now + 2 * self.cfg.msl
+                self.ack_now = 1
+        return SEG_OK
+
+    cdef void _ack_input(self, const tcp_repr* th, uint32_t seg_len, uint64_t now) noexcept nogil:
+        """The ACK field, in ESTABLISHED and the states after it (RFC 9293 §3.10.7.4 fifth)."""
+        cdef uint32_t acked, data_acked, flight, wnd, sacked = 0
+        cdef uint32_t old_wnd = self.snd_wnd
+        cdef uint32_t seg_seq = th.seq
+        cdef bint window_update
+        if self.sack_ok and th.sack_count:
+            sacked = sb_update(&self.sb, self.snd_una, self.snd_max, th.sack_left, th.sack_right,
+                               th.sack_count)
+
+        # "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 <
+        # SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND,
+        # SND.WL1 <- SEG.SEQ, and SND.WL2 <- SEG.ACK."
+        wnd = <uint32_t>th.window << self.snd_wscale
+        window_update = False
+        if seq_le(self.snd_una, th.ack) and \
+                (seq_lt(self.snd_wl1, seg_seq) or
+                 (self.snd_wl1 == seg_seq and seq_le(self.snd_wl2, th.ack))):
+            window_update = wnd != self.snd_wnd
+            self.snd_wnd = wnd
+            self.snd_wl1 = seg_seq
+            self.snd_wl2 = th.ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd:
+                self.t_persist = 0
+                self.persist_backoff = 0
+
+        if seq_gt(th.ack, self.snd_una):
+            # "If SND.UNA < SEG.ACK =< SND.NXT, then set SND.UNA <- SEG.ACK. Any segments on the
+            # retransmission queue that are thereby entirely acknowledged are removed."
+            acked = th.ack - self.snd_una
+            data_acked = acked
+            if self.fin_sent and seq_gt(th.ack, self.fin_seq):
+                self.fin_acked = 1
+                data_acked -= 1
+            if seq_gt(th.ack, self.buf_seq):
+                # Bytes of the send ring now acknowledged (the SYN and FIN take no ring space).
+                data_acked = seq_min(th.ack, self.buf_seq + self.sndbuf.used) - self.buf_seq
+                ring_consume(&self.sndbuf, data_acked)
+                self.buf_seq += data_acked
+            flight = self.snd_max - self.snd_una
+            self.snd_una = th.ack
+            if seq_lt(self.snd_nxt, self.snd_una):
+                self.snd_nxt = self.snd_una
+            sb_advance(&self.sb, self.snd_una)
+            # RFC 6298 §3 (Karn): the timed segment yields a sample only if it was not sent again.
+            if self.rtt_timing and seq_gt(th.ack, self.rtt_seq):
+                rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
+                self.rtt_timing = 0
+            rtt_reset_backoff(&self.rtt)          # RFC 6298 §5.7
+            self.retries = 0
+            self.first_unacked_time = now if self.snd_una != self.snd_max else 0
+            if self.in_recovery:
+                if seq_ge(th.ack, self.recover):
+                    # RFC 6582 §3.2 step 3 / RFC 6675 §5: a full acknowledgment ends recovery.
+                    self.in_recovery = 0
+                    self.dupacks = 0
+                    cc_on_recovery_exit(&self.cc, now)
+                elif not self.sack_ok:
+                    # RFC 6582 §3.2 step 3, partial acknowledgment: retransmit the first unacked
+                    # segment, deflate cwnd by the amount acknowledged, add back one SMSS.
+                    self.rexmit_head = 1
+                    if self.cc.cwnd > acked:
+                        self.cc.cwnd -= acked
+                    else:
+                        self.cc.cwnd = self.smss
+                    self.cc.cwnd += self.smss
+            else:
+                self.dupacks = 0
+                cc_on_ack(&self.cc, acked, flight, self.rtt.srtt if self.rtt.has_sample else 0, now)
+            # RFC 6298 §5.2/5.3: all acknowledged -> stop the timer; else restart it.
+            if self.snd_una == self.snd_max or self.snd_una == self.snd_nxt:
+                self.t_rtx = 0
+            else:
+                self.t_rtx = now + rtt_current_rto(&self.rtt)
+            if ring_space(&self.sndbuf):
+                self.events |= EV_WRITABLE
+            # State-specific ACK processing.
+            if self.fin_acked:
+                if self.state == FIN_WAIT_1:
+                    # "In addition to the processing for the ESTABLISHED state, if the FIN
+                    # segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
+                    self.state = FIN_WAIT_2
+                    if self.orphan:
+                        self.t_timewait = now + self.cfg.fin_timeout
+                elif self.state == CLOSING:
+                    # "if the ACK acknowledges our FIN, then enter the TIME-WAIT state"
+                    self._enter_time_wait(now)
+                elif self.state == LAST_ACK:
+                    # "The only thing that can arrive in this state is an acknowledgment of our
+                    # FIN. If our FIN is now acknowledged, delete the TCB, enter the CLOSED state"
+                    self._enter_closed(0)
+            return
+
+        # SEG.ACK == SND.UNA. RFC 5681 §2 "duplicate acknowledgment": outstanding data, no data
+        # and no SYN/FIN in the segment, the same window, an ACK that does not advance SND.UNA.
+        # With SACK, RFC 6675 §2 relaxes it: any segment whose SACK blocks cover octets not
+        # SACKed before (so data-carrying segments of a two-way transfer count too).
+        if th.ack == self.snd_una and seq_lt(self.snd_una, self.snd_max) and (
+                (sacked and self.sack_ok) or
+                (seg_len == 0 and not (th.flags & (TH_SYN | TH_FIN)) and not window_update)):
+            self.dupacks += 1
+            self.stats.dupacks_in += 1
+            if self.in_recovery:
+                if not self.sack_ok:
+                    self.cc.cwnd += self.smss     # RFC 5681 §3.2 step 4: inflate
+                # (with SACK, RFC 6675 recovery is paced by pipe in _emit_data)
+            elif self.dupacks >= DUPTHRESH or \
+                    (self.sack_ok and sb_is_lost(&self.sb, self.snd_una, self.smss)):
+                # RFC 6582 §3.2 step 2: only when the ACK covers more than "recover" (avoid
+                # multiple fast retransmits from one window).
+                if seq_ge(th.ack, self.recover):
+                    flight = self.snd_max - self.snd_una
+                    self.in_recovery = 1
+                    self.recover = self.snd_max
+                    self.stats.fast_retransmits += 1
+                    cc_on_congestion(&self.cc, flight, now)
+                    self.rtt_timing = 0
+                    self.rexmit_head = 1
+                    if self.sack_ok:
+                        # RFC 6675 §5 steps (4.1)-(4.3): HighRxt restarts at SND.UNA, RescueRxt
+                        # is undefined; the first segment goes out at once (rexmit_head), the
+                        # rest by NextSeg under pipe.
+                        self.stats.sack_recoveries += 1
+                        self.sb.high_rxt = self.snd_una
+                        self.sb.rescue_rxt = self.snd_una - 1
+                    else:
+                        # RFC 5681 §3.2 steps 2-3: retransmit, cwnd = ssthresh + 3*SMSS.
+                        self.cc.cwnd = self.cc.ssthresh + 3 * self.smss
+
+    cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
+        """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
+        cdef uint32_t off, end
+        cdef long added
+        cdef bint filled_hole = False
+        if ring_reserve(&self.rcvbuf) != 0:
+            return                         # no memory: as if lost; the peer retransmits
+        if seq == self.rcv_nxt:
+            ring_write_at(&self.rcvbuf, self.rcvbuf.used, data, n)
+            ring_commit(&self.rcvbuf, n)
+            self.rcv_nxt += n
+            self.stats.bytes_in += n
+            # Out-of-order data that now continues the stream.
+            if self.ooo.count:
+                ranges_trim_below(&self.ooo, self.rcv_nxt)
+                while ranges_pop_at(&self.ooo, self.rcv_nxt, &end):
+                    ring_commit(&self.rcvbuf, end - self.rcv_nxt)
+                    self.stats.bytes_in += end - self.rcv_nxt
+                    self.rcv_nxt = end
+                filled_hole = True
+            self.events |= EV_READABLE
+            if self.ooo_fin and self.ooo_fin_seq == self.rcv_nxt:
+                self.ooo_fin = 0
+                self._fin_input(now)
+            # RFC 5681 §4.2 / RFC 9293 §3.8.6.3: ACK at least every second full-sized segment,
+            # at once when a hole is being filled, else within the delayed-ACK time.
+            if filled_hole or self.ooo.count:
+                self.ack_now = 1
+            else:
+                self.segs_unacked += 1
+                if self.segs_unacked >= 2:
+                    self.ack_now = 1
+                elif self.t_delack == 0:
+                    self.t_delack = now + self.cfg.delack
+        else:
+            # Beyond a hole: hold it within the buffer (its offset from RCV.NXT is its place).
+            off = seq - self.rcv_nxt
+            added = ranges_add(&self.ooo, seq, seq + n)
+            if added < 0:
+                self.stats.ooo_dropped += 1
+            else:
+                ring_write_at(&self.rcvbuf, self.rcvbuf.used + off, data, n)
+                self.stats.ooo_segments += 1
+            # "A TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order segment
+            # arrives" (RFC 5681 §4.2), with SACK blocks that describe it: one ACK per segment,
+            # even when the caller hands us a batch, or the sender would see too few duplicates
+            # to start fast retransmit.
+            if self.dupacks_to_send < 64:
+                self.dupacks_to_send += 1
+            self.ack_now = 1
+
+    cdef void _fin_input(self, uint64_t now) noexcept nogil:
+        """RFC 9293 §3.10.7.4 eighth step: the peer's FIN, in order."""
+        self.rcv_nxt += 1
+        self.rcv_fin = 1
+        self.ack_now = 1
+        self.events |= EV_READABLE
+        if self.state == SYN_RECEIVED or self.state == ESTABLISHED:
+            self.state = CLOSE_WAIT
+        elif self.state == FIN_WAIT_1:
+            # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT ...
+            # otherwise, enter the CLOSING state."
+            if self.fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = CLOSING
+        elif self.state == FIN_WAIT_2:
+            self._enter_time_wait(now)
+        elif self.state == TIME_WAIT:
+            self.t_timewait = now + 2 * self.cfg.msl
+
+    # =========================================================================================
+    # State changes
+    # =========================================================================================
+
+    cdef void _enter_closed(self, int err) noexcept nogil:
+        if err:
+            self.error = err
+            self.events |= EV_ERROR | EV_READABLE | EV_WRITABLE
+        self.state = CLOSED
+        self.events |= EV_CLOSED
+        self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
+        self.syn_pending = self.probe_pending = self.keepalive_pending = 0
+        self.ack_now = 0
+        if err or self.rst_pending:
+            # "All segment queues should be flushed" (RFC 9293 §3.10.7.4 RST, §3.10.5 ABORT).
+            ring_release(&self.sndbuf, True)
+            if err != ECONNRESET or self.orphan:
+                ring_release(&self.rcvbuf, True)
+
+    cdef void _enter_time_wait(self, uint64_t now) noexcept nogil:
+        """RFC 9293 §3.10.7.4: "Enter the TIME-WAIT state. Start the time-wait timer, turn off
+        the other timers." It lasts 2*MSL so that old duplicates of this connection die out before
+        the same 4-tuple can be used again, and so that a lost final ACK can be repeated when the
+        peer retransmits its FIN (RFC 9293 §3.4.2)."""
+        self.state = TIME_WAIT
+        self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = 0
+        self.t_timewait = now + 2 * self.cfg.msl
+        ring_release(&self.sndbuf, True)
+
+    # =========================================================================================
+    # Timers
+    # =========================================================================================
+
+    cdef void _arm_rtx(self, uint64_t now) noexcept nogil:
+        if self.t_rtx == 0:
+            self.t_rtx = now + rtt_current_rto(&self.rtt)
+
+    cdef void _rexmit_rto(self, uint64_t now) noexcept nogil:
+        """The retransmission timer expired (RFC 6298 §5.4-5.6, RFC 5681 §3.1)."""
+        cdef uint32_t flight = self.snd_max - self.snd_una
+        cdef uint8_t limit
+        cdef bint handshake = self.state == SYN_SENT or self.state == SYN_RECEIVED
+        self.stats.rto_expirations += 1
+        limit = self.cfg.syn_retries if handshake else self.cfg.retries
+        if self.retries >= limit or (self.cfg.user_timeout and self.first_unacked_time and
+                                     now - self.first_unacked_time >= self.cfg.user_timeout):
+            # R2 reached (RFC 9293 §3.8.3 / RFC 1122 §4.2.3.5): close with "timed out".
+            if handshake and self.passive:
+                self._enter_closed(0)     # an embryonic passive connection just goes away
+            else:
+                self._enter_closed(ETIMEDOUT)
+            return
+        self.retries += 1
+        rtt_backoff(&self.rtt)            # §5.5: RTO <- RTO * 2
+        self.rtt_timing = 0               # Karn: no sample from a retransmitted segment
+        self.t_rtx = now + rtt_current_rto(&self.rtt)
+        if handshake:
+            self.snd_nxt = self.iss
+            self.syn_pending = 1
+            # RFC 6298 §5.7: if the SYN or SYN-ACK is lost, the RTO after the handshake is
+            # reset to 3 s; done by not having a sample yet, so the initial RTO stays in force.
+            return
+        cc_on_rto(&self.cc, flight, now)
+        # RFC 6675 §5.1 / RFC 6582: recovery ends; RecoveryPoint = HighData; no new recovery
+        # until it is acknowledged. SACK information is expunged (RFC 2018 §8).
+        self.in_recovery = 0
+        self.recover = self.snd_max
+        self.dupacks = 0
+        self.rexmit_head = 0
+        ranges_clear(&self.sb.sacked)
+        self.sb.high_rxt = self.snd_una
+        # Go back to SND.UNA: everything after it (and the FIN) is sent again as cwnd allows.
+        self.snd_nxt = self.snd_una
+
+    cdef void _on_timers(self, uint64_t now) noexcept nogil:
+        if self.t_timewait and now >= self.t_timewait:
+            # TIME-WAIT over (or an orphan's FIN-WAIT-2 timeout): delete the TCB.
+            self.t_timewait = 0
+            self._enter_closed(0)
+            return
+        if self.t_rtx and now >= self.t_rtx:
+            self.t_rtx = 0
+            self._rexmit_rto(now)
+            if self.state == CLOSED:
+                return
+        if self.t_persist and now >= self.t_persist:
+            # RFC 9293 §3.8.6.1: probe the zero window, with exponentially growing intervals.
+            self.t_persist = 0
+            self.probe_pending = 1
+            if self.persist_backoff < 16:
+                self.persist_backoff += 1
+        if self.t_delack and now >= self.t_delack:
+            self.t_delack = 0
+            if not self.ack_now:
+                self.stats.delayed_acks += 1
+            self.ack_now = 1
+        if self.t_keepalive and now >= self.t_keepalive:
+            # RFC 1122 §4.2.3.6 / RFC 9293 §3.8.4: probe an idle connection; give up after
+            # keepcnt unanswered probes, as Linux does (with a reset).
+            if self.keepalive_sent >= self.cfg.keepcnt:
+                self.t_keepalive = 0
+                if self.state == ESTABLISHED or self.state == CLOSE_WAIT or \
+                        self.state == FIN_WAIT_1 or self.state == FIN_WAIT_2:
+                    self.rst_pending = 1
+                self._enter_closed(ETIMEDOUT)
+                return
+            if self.snd_una == self.snd_max and self.sndbuf.used == 0:
+                self.keepalive_pending = 1
+                self.keepalive_sent += 1
+                self.stats.keepalive_probes += 1
+            self.t_keepalive = now + self.cfg.keepintvl
+
+    cdef uint64_t poll_at(self) noexcept nogil:
+        """When poll_transmit should next be called (after the caller's own calls following each
+        segment and user call): 1 for at once, the earliest timer otherwise, 0 for never."""
+        cdef uint64_t t = 0
+        if self.rst_pending or self.syn_pending or self.ack_now or self.probe_pending or \
+                self.keepalive_pending or self.rexmit_head:
+            return 1
+        # New data is not a reason to wake: whoever queues data or delivers an ACK calls
+        # poll_transmit anyway, and what it declines to send (Nagle, windows) waits for an ACK or
+        # a timer. So poll_at never asks for a call that would send nothing.
+        t = _min_timer(t, self.t_rtx)
+        t = _min_timer(t, self.t_delack)
+        t = _min_timer(t, self.t_persist)
+        t = _min_timer(t, self.t_keepalive)
+        t = _min_timer(t, self.t_timewait)
+        return t
+
+    # =========================================================================================
+    # Sending
+    # =========================================================================================
+
+    cdef uint32_t _ts_now(self, uint64_t now) noexcept nogil:
+        # RFC 7323 §5.4: a clock of about 1 ms, offset per connection.
+        return <uint32_t>(now // 1000) + self.ts_offset
+
+    cdef uint32_t _window_to_advertise(self) noexcept nogil:
+        """The window field, scaled, with receiver SWS avoidance (RFC 9293 §3.8.6.2.2) and never
+        shrinking the right edge already offered (RFC 9293 §3.8.6.2.2 / RFC 7323 §2.4)."""
+        cdef uint32_t space = ring_space(&self.rcvbuf)
+        cdef uint32_t cur = self.rcv_adv - self.rcv_nxt if seq_gt(self.rcv_adv, self.rcv_nxt) else 0
+        cdef uint32_t step = self.cfg.rcvbuf // 2
+        cdef uint32_t wnd, field
+        if step > self.cfg.mss:
+            step = self.cfg.mss
+        wnd = space
+        # Move the right edge only by a useful amount (SWS avoidance): else keep the old one.
+        if wnd > cur and wnd - cur < step and space < self.cfg.rcvbuf:
+            wnd = cur
+        if wnd < cur:
+            wnd = cur
+        field = wnd >> self.rcv_wscale
+        if field > 0xffff:
+            field = 0xffff
+        if (field << self.rcv_wscale) < cur:
+            # Scaling rounds down; round up rather than shrink what we offered (Linux does too).
+            field += 1
+        self.rcv_adv = self.rcv_nxt + (field << self.rcv_wscale)
+        return field
+
+    cdef void _fill_header(self, tcp_repr* t, uint32_t seq, uint8_t flags, uint64_t now) noexcept nogil:
+        cdef int k
+        memset(t, 0, sizeof(tcp_repr))
+        t.src_port = self.lport
+        t.dst_port = self.rport
+        t.seq = seq
+        t.flags = flags
+        if flags & TH_ACK:
+            t.ack = self.rcv_nxt
+            self.last_ack_sent = self.rcv_nxt
+            self.ack_now = 0
+            self.segs_unacked = 0
+            self.t_delack = 0
+        if self.ts_ok:
+            t.has_timestamps = 1
+            t.tsval = self._ts_now(now)
+            t.tsecr = self.ts_recent
+        if self.sack_ok and self.ooo.count and flags & TH_ACK:
+            # RFC 2018 §4: report the held blocks, the most recent first (3 fit beside TS).
+            k = ranges_sack_blocks(&self.ooo, t.sack_left, t.sack_right, 3 if self.ts_ok else 4)
+            t.sack_count = <uint8_t>k
+        if not (flags & TH_SYN):
+            t.window = <uint16_t>self._window_to_advertise()
+
+    cdef size_t _emit(self, uint8_t* buf, size_t cap, tcp_repr* t, uint32_t data_off, uint32_t n,
+                      uint64_t now) noexcept nogil:
+        """Copy ``n`` bytes of the send ring from ``data_off`` behind the headers and emit."""
+        cdef size_t hdr = ip_header_len(&self.ip) + tcp_header_len(t)
+        cdef size_t out
+        if hdr + n > cap:
+            return 0
+        if n:
+            ring_read_at(&self.sndbuf, data_off, buf + hdr, n)
+        out = tcp_packet_emit(buf, cap, &self.ip, t, n)
+        if out:
+            self.stats.segs_out += 1
+            self.last_snd_time = now
+            if t.flags & TH_RST:
+                self.stats.rst_out += 1
+        return out
+
+    cdef size_t poll_transmit(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil:
+        """Write the next segment due, as a whole IP packet, into ``buf``; 0 when none is due."""
+        cdef tcp_repr t
+        cdef size_t out
+        self._on_timers(now)
+        if self.rst_pending:
+            # ABORT: <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5). SND.NXT in the RFC's sense is the
+            # highest sequence number sent (our snd_max: snd_nxt rewinds after an RTO), which is
+            # what the peer's RCV.NXT is compared with.
+            self.rst_pending = 0
+            memset(&t, 0, sizeof(tcp_repr))
+            t.src_port = self.lport
+            t.dst_port = self.rport
+            t.seq = self.snd_max
+            t.flags = TH_RST
+            return self._emit(buf, cap, &t, 0, 0, now)
+        if self.state == CLOSED or self.state == LISTEN:
+            return 0
+        if self.syn_pending and (self.state == SYN_SENT or self.state == SYN_RECEIVED):
+            # <SEQ=ISS><CTL=SYN> or <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>, with our options;
+            # the SYN-ACK repeats only those the peer offered (RFC 7323 §1.3, RFC 2018 §2).
+            self._fill_header(&t, self.iss, TH_SYN if self.state == SYN_SENT else TH_SYN | TH_ACK,
+                              now)
+            t.has_mss = 1
+            t.mss = self.cfg.mss
+            if self.state == SYN_SENT:
+                t.has_wscale = self.cfg.wscale_ok
+                t.sack_permitted = self.cfg.sack_ok
+                t.has_timestamps = self.cfg.timestamps_ok
+                t.tsecr = 0
+                if self.cfg.timestamps_ok:
+                    t.tsval = self._ts_now(now)
+            else:
+                t.has_wscale = self.ws_ok
+                t.sack_permitted = self.sack_ok
+            t.wscale = self.rcv_wscale
+            # RFC 7323 §2.2: the window of a SYN is not scaled.
+            t.window = <uint16_t>(self.cfg.rcvbuf if self.cfg.rcvbuf < 0xffff else 0xffff)
+            self.rcv_adv = self.rcv_nxt + t.window
+            out = self._emit(buf, cap, &t, 0, 0, now)
+            if out:
+                self.syn_pending = 0
+                if self.snd_max != self.iss:
+                    self.stats.retransmits += 1
+                elif not self.rtt_timing:
+                    self.rtt_timing = 1
+                    self.rtt_seq = self.iss
+                    self.rtt_time = now
+                self.snd_nxt = self.iss + 1
+                self.snd_max = self.iss + 1
+                self._arm_rtx(now)
+            return out
+        if self.state == SYN_SENT:
+            return 0
+        if self.state == SYN_RECEIVED:
+            if self.ack_now:
+                self._fill_header(&t, self.snd_nxt, TH_ACK, now)
+                return self._emit(buf, cap, &t, 0, 0, now)
+            return 0
+        if self.state != TIME_WAIT and self.state != FIN_WAIT_2 and self.state != CLOSED:
+            out = self._emit_data(buf, cap, now)
+            if out:
+                return out
+        if self.probe_pending:
+            self.probe_pending = 0
+            out = self._emit_probe(buf, cap, now)
+            if out:
+                return out
+        if self.keepalive_pending:
+            # RFC 1122 §4.2.3.6: <SEQ=SND.NXT-1> with no data elicits an ACK from a live peer.
+            self.keepalive_pending = 0
+            self._fill_header(&t, self.snd_max - 1, TH_ACK, now)
+            return self._emit(buf, cap, &t, 0, 0, now)
+        if self.ack_now:
+            # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, SND.NXT being the highest sent (snd_max): a
+            # pure ACK that carried a rewound snd_nxt would fail the peer's acceptability test
+            # (RFC 9293 §3.10.7.4) and its ACK field would never be read.
+            self._fill_header(&t, self.snd_max, TH_ACK, now)
+            out = self._emit(buf, cap, &t, 0, 0, now)
+            if out and self.dupacks_to_send > 1:
+                self.dupacks_to_send -= 1
+                self.ack_now = 1          # one more duplicate ACK owed
+            else:
+                self.dupacks_to_send = 0
+            return out
+        return 0
+
+    cdef size_t _emit_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil:
+        """A zero-window probe (RFC 9293 §3.8.6.1): one octet of new data beyond the window. It
+        does not advance SND.NXT, so a refused probe is not a loss and counts no retry; the
+        persist timer, not the retransmission timer, paces the next one (MUST-37: a peer that
+        answers keeps the connection open)."""
+        cdef tcp_repr t
+        cdef uint32_t unsent = (self.buf_seq + self.sndbuf.used) - self.snd_nxt
+        cdef size_t out
+        if self.snd_wnd != 0 or self.snd_nxt != self.snd_una:
+            return 0
+        if unsent == 0:
+            return 0
+        self._fill_header(&t, self.snd_nxt, TH_ACK, now)
+        out = self._emit(buf, cap, &t, self.snd_nxt - self.buf_seq, 1, now)
+        if out:
+            self.stats.zero_window_probes += 1
+            if seq_gt(self.snd_nxt + 1, self.snd_max):
+                self.snd_max = self.snd_nxt + 1
+            self.t_persist = now + (<uint64_t>rtt_current_rto(&self.rtt) << self.persist_backoff)
+            if self.t_persist - now > self.cfg.rto_max:
+                self.t_persist = now + self.cfg.rto_max
+        return out
+
+    cdef size_t _emit_data(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil:
+        """Choose and send one data (or FIN) segment: a retransmission if one is due, else new
+        data as the windows, Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1)
+        allow."""
+        cdef tcp_repr t
+        cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
+        cdef uint32_t seq, n, unsent, wnd, flight, usable, pipe = 0
+        cdef uint8_t flags
+        cdef bint rexmit = False, fin = False, sack_recovery = self.in_recovery and self.sack_ok
+        cdef size_t out
+        cdef int i
+
+        # 1. Retransmissions during fast recovery.
+        if self.rexmit_head and seq_lt(self.snd_una, data_end + (1 if self.fin_queued else 0)):
+            # The first unacknowledged segment: NewReno (RFC 6582 §3.2 steps 2 and 3) and the
+            # first retransmission of RFC 6675 §5 step (4.3).
+            self.rexmit_head = 0
+            seq = self.snd_una
+            n = data_end - seq if seq_lt(seq, data_end) else 0
+            if n > self.smss:
+                n = self.smss
+            rexmit = True
+            if sack_recovery:
+                # (4.3) "set both HighRxt and RescueRxt to the highest sequence number in the
+                # retransmitted segment" (held one past it here, see _rtx.pxd).
+                self.sb.high_rxt = seq + (n if n else 1)
+                self.sb.rescue_rxt = self.sb.high_rxt
+        elif sack_recovery:
+            # RFC 6675 §5 step (C): while cwnd - pipe >= 1 SMSS, send NextSeg(): (1) a lost
+            # segment; else (2) new data; else (3)/(4) a rescue retransmission.
+            pipe = sb_pipe(&self.sb, self.snd_una, self.snd_max, self.smss)
+            if self.cc.cwnd <= pipe or self.cc.cwnd - pipe < self.smss:
+                return 0
+            if sb_next_lost(&self.sb, self.snd_una, self.snd_max, self.smss, &seq, &n):
+                rexmit = True
+            elif not (seq_lt(self.snd_nxt, data_end) and seq_lt(self.snd_nxt - self.snd_una, self.snd_wnd)) \
+                    and sb_next_seg(&self.sb, self.snd_una, self.snd_max, self.smss, &seq, &n):
+                rexmit = True
+            if rexmit:
+                if seq_ge(seq, data_end):
+                    n = 0
+                elif seq_gt(seq + n, data_end):
+                    n = data_end - seq
+                rexmit = n > 0 or (self.fin_sent and seq == self.fin_seq)
+        if rexmit:
+            flags = TH_ACK
+            if self.fin_sent and seq + n == self.fin_seq:
+                flags |= TH_FIN           # the FIN goes again with the last byte
+            self._fill_header(&t, seq, flags | TH_PSH, now)
+            out = self._emit(buf, cap, &t, seq - self.buf_seq, n, now)
+            if out:
+                self.stats.retransmits += 1
+                self.stats.bytes_retransmitted += n
+                self.rtt_timing = 0 if seq_le(seq, self.rtt_seq) else self.rtt_timing
+                self._arm_rtx(now)
+            return out
+
+        # 2. New data (or data again after an RTO rewound SND.NXT) from SND.NXT.
+        # After an RTO, skip what the peer has SACKed since (RFC 6675 §5.1 "filling in").
+        if self.sack_ok and seq_lt(self.snd_nxt, self.snd_max):
+            for i in range(self.sb.sacked.count):
+                if seq_le(self.sb.sacked.start[i], self.snd_nxt) and \
+                        seq_lt(self.snd_nxt, self.sb.sacked.end[i]):
+                    self.snd_nxt = self.sb.sacked.end[i]
+        seq = self.snd_nxt
+        unsent = data_end - seq if seq_lt(seq, data_end) else 0
+        flight = self.snd_nxt - self.snd_una
+        usable = self.snd_wnd - flight if self.snd_wnd > flight else 0
+        if sack_recovery:
+            # RFC 6675 NextSeg (2): new data as far as cwnd - pipe allows.
+            wnd = self.cc.cwnd - pipe if self.cc.cwnd > pipe else 0
+        else:
+            wnd = self.cc.cwnd - flight if self.cc.cwnd > flight else 0
+        if wnd < usable:
+            usable = wnd
+        n = unsent
+        if n > self.smss:
+            n = self.smss
+        if n > usable:
+            n = usable
+        fin = self.fin_queued and seq + n == data_end and \
+            (not self.fin_sent or seq_le(seq, self.fin_seq))
+        if n == 0 and not fin:
+            if unsent and self.snd_wnd == 0 and flight == 0 and self.t_persist == 0:
+                # Zero window with data waiting: start probing (RFC 9293 §3.8.6.1, SHLD-29).
+                self.t_persist = now + rtt_current_rto(&self.rtt)
+            return 0
+        if n < unsent and n < self.smss:
+            # Window-limited short segment: sender SWS avoidance (RFC 9293 §3.8.6.2.1) sends it
+            # only if it is at least half the largest window the peer has offered.
+            if n < self.max_snd_wnd // 2 and flight:
+                return 0
+        elif n == unsent and n < self.smss and n and not fin:
+            # Nagle (RFC 9293 §3.7.4, RFC 896): a short segment waits while data is unacked.
+            if not self.cfg.nodelay and flight and seq_ge(seq, self.snd_max):
+                return 0
+        flags = TH_ACK
+        if n and seq + n == data_end:
+            flags |= TH_PSH
+        if fin:
+            flags |= TH_FIN
+        self._fill_header(&t, seq, flags, now)
+        out = self._emit(buf, cap, &t, seq - self.buf_seq, n, now)
+        if not out:
+            return 0
+        if seq_lt(seq, self.snd_max):
+            self.stats.retransmits += 1
+            self.stats.bytes_retransmitted += n
+        else:
+            self.stats.bytes_out += n
+            if not self.rtt_timing and n:
+                # RFC 6298 §3: time one segment per RTT.
+                self.rtt_timing = 1
+                self.rtt_seq = seq
+                self.rtt_time = now
+        if self.first_unacked_time == 0:
+            self.first_unacked_time = now
+        self.snd_nxt = seq + n
+        if fin:
+            self.fin_sent = 1
+            self.fin_seq = seq + n
+            self.snd_nxt += 1
+        if seq_gt(self.snd_nxt, self.snd_max):
+            self.snd_max = self.snd_nxt
+        self._arm_rtx(now)
+        self.t_persist = 0
+        return out
+
+    # =========================================================================================
+    # Python-level interface (tests and tools)
+    # =========================================================================================
+
+    def __init__(self, local=None, remote=None, *, mss=1460, sndbuf=256 * 1024,
+                 rcvbuf=256 * 1024, cc="cubic", nodelay=False, msl=30.0, rto_initial=1.0,
+                 rto_min=0.2, rto_max=120.0, syn_retries=6, retries=15, user_timeout=0.0,
+                 delack=0.04, keepalive=False, keepidle=7200.0, keepintvl=75.0, keepcnt=9,
+                 fin_timeout=60.0, window_scaling=True, timestamps=True, sack=True,
+                 challenge_ack_limit=1000, ttl=64, secret=None, iss=None):
+        """Tcb(local=(addr, port), remote=(addr, port) or None, **options).
+
+        Times are in seconds. ``secret`` is the RFC 6528 key as two 64-bit ints (random if not
+        given); ``iss`` fixes the initial sequence number instead (for tests of the wrap).
+        """
+        cdef ip_repr ip
+        if cc not in ("cubic", "newreno"):
+            raise ValueError(f"cc must be 'cubic' or 'newreno', not {cc!r}")
+        for name, value in (("mss", mss), ("sndbuf", sndbuf), ("rcvbuf", rcvbuf)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int")
+        if not 88 <= mss <= 65495:
+            raise ValueError("mss must be in 88..65495")
+        self.cfg.mss = mss
+        self.cfg.sndbuf = sndbuf
+        self.cfg.rcvbuf = rcvbuf
+        self.cfg.cc = CC_CUBIC if cc == "cubic" else CC_NEWRENO
+        self.cfg.nodelay = bool(nodelay)
+        self.cfg.msl = _us(msl)
+        self.cfg.rto_initial = _us(rto_initial)
+        self.cfg.rto_min = _us(rto_min)
+        self.cfg.rto_max = _us(rto_max)
+        self.cfg.syn_retries = syn_retries
+        self.cfg.retries = retries
+        self.cfg.user_timeout = _us(user_timeout)
+        self.cfg.delack = _us(delack)
+        self.cfg.keepalive = bool(keepalive)
+        self.cfg.keepidle = _us(keepidle)
+        self.cfg.keepintvl = _us(keepintvl)
+        self.cfg.keepcnt = keepcnt
+        self.cfg.fin_timeout = _us(fin_timeout)
+        self.cfg.wscale_ok = bool(window_scaling)
+        self.cfg.timestamps_ok = bool(timestamps)
+        self.cfg.sack_ok = bool(sack)
+        self.cfg.challenge_ack_limit = challenge_ack_limit
+        self.cfg.ttl = ttl
+        if secret is None:
+            raw = os.urandom(16)
+            secret = (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little"))
+        if iss is not None:
+            self.iss_fixed = 1
+            self.iss_value = iss
+        self.cfg.secret.k0 = secret[0]
+        self.cfg.secret.k1 = secret[1]
+        rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
+        ring_init(&self.sndbuf, self.cfg.sndbuf)
+        ring_init(&self.rcvbuf, self.cfg.rcvbuf)
+        if local is not None:
+            memset(&ip, 0, sizeof(ip))
+            laddr = ipaddress.ip_address(local[0])
+            ip.version = laddr.version
+            lb = laddr.packed
+            memcpy(ip.src, <const char*>lb, len(lb))
+            rport = 0
+            if remote is not None:
+                raddr = ipaddress.ip_address(remote[0])
+                if raddr.version != laddr.version:
+                    raise ValueError("local and remote addresses of different families")
+                rb = raddr.packed
+                memcpy(ip.dst, <const char*>rb, len(rb))
+                rport = remote[1]
+            self.set_endpoints(&ip, local[1], rport)
+
+    # --- driving -----------------------------------------------------------------------------
+
+    def connect(self, now):
+        """Active open at time ``now``."""
+        _check(self.user_open(_us(now)))
+
+    def listen(self):
+        """Passive open."""
+        _check(self.user_listen())
+
+    def receive(self, packet, now):
+        """Hand one IP packet (bytes) to the connection at time ``now``. Malformed packets raise
+        ``WireError`` (the engine drops and counts them instead). A reset it calls for is queued
+        and comes out of :meth:`transmit`."""
+        cdef Py_buffer view
+        cdef pkt_repr p
+        cdef wire_reason r
+        cdef int action
+        cdef uint8_t out[128]
+        cdef size_t k
+        from tcpfast._wire import WireError
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        try:
+            r = packet_parse(<const uint8_t*>view.buf, <size_t>view.len, &p, 0)
+            if r != WIRE_OK:
+                raise WireError(r)
+            if p.ip.protocol != PROTO_TCP:
+                raise ValueError("not a TCP packet")
+            action = self.on_segment(&p, <const uint8_t*>view.buf, _us(now))
+            if action == SEG_REPLY_RST:
+                k = reset_for_segment(&p, out, sizeof(out), self.cfg.ttl)
+                if k:
+                    self.stats.rst_out += 1
+                    if self._py_out is None:
+                        self._py_out = []
+                    self._py_out.append((<char*>out)[:k])
+        finally:
+            PyBuffer_Release(&view)
+
+    def transmit(self, now, limit=10000):
+        """All segments due at time ``now`` (a list of IP packets as bytes)."""
+        cdef bytearray buf = bytearray(65536 + 120)
+        cdef uint8_t* b = <uint8_t*><char*>buf
+        cdef size_t k
+        cdef uint64_t t = _us(now)
+        out = self._py_out if self._py_out is not None else []
+        self._py_out = None
+        for _ in range(limit):
+            k = self.poll_transmit(b, len(buf), t)
+            if k == 0:
+                break
+            out.append(bytes(buf[:k]))
+        return out
+
+    def next_event(self):
+        """When to call :meth:`transmit` next (seconds), 0.0 for at once, None when idle."""
+        cdef uint64_t t = self.poll_at()
+        if self._py_out:
+            return 0.0
+        if t == 0:
+            return None
+        if t == 1:
+            return 0.0
+        return t / 1e6
+
+    # --- user calls ------------------------------------------------------------------------------
+
+    def send(self, data, now=0):
+        """Queue bytes; returns how many were taken (OSError with the errno otherwise)."""
+        cdef const uint8_t[::1] d = memoryview(data).cast("B") if len(data) else b"\0"
+        cdef int64_t r = self.user_send(&d[0], len(data), _us(now))
+        _check(r)
+        return r
+
+    def recv(self, n=65536, *, peek=False, now=0):
+        """Up to ``n`` received bytes; b"" at end of stream; BlockingIOError when none yet."""
+        cdef bytearray out = bytearray(n)
+        cdef uint8_t* b = <uint8_t*><char*>out
+        cdef int64_t r
+        if n <= 0:
+            raise ValueError("n must be positive")
+        r = self.user_recv(b, n, peek, _us(now))
+        _check(r)
+        return bytes(out[:r])
+
+    def shutdown(self, now=0):
+        _check(self.user_shutdown(_us(now)))
+
+    def close(self, now=0):
+        _check(self.user_close(_us(now)))
+
+    def abort(self, now=0):
+        _check(self.user_abort(_us(now)))
+
+    # --- introspection --------------------------------------------------------------------------
+
+    @property
+    def state_name(self):
+        return STATE_NAMES[self.state]
+
+    @property
+    def local(self):
+        return (_addr(self.ip.src, self.ip.version), self.lport)
+
+    @property
+    def remote(self):
+        return (_addr(self.ip.dst, self.ip.version), self.rport)
+
+    @property
+    def info(self):
+        """The RFC 9293 variables and the congestion state, as a dict (for tests and ``ss``)."""
+        return dict(
+            state=STATE_NAMES[self.state], iss=self.iss, irs=self.irs, snd_una=self.snd_una,
+            snd_nxt=self.snd_nxt, snd_max=self.snd_max, snd_wnd=self.snd_wnd,
+            snd_wl1=self.snd_wl1, snd_wl2=self.snd_wl2, rcv_nxt=self.rcv_nxt,
+            rcv_wnd=(self.rcv_adv - self.rcv_nxt) & 0xffffffff, snd_wscale=self.snd_wscale,
+            rcv_wscale=self.rcv_wscale, smss=self.smss, peer_mss=self.peer_mss,
+            ws_ok=bool(self.ws_ok), ts_ok=bool(self.ts_ok), sack_ok=bool(self.sack_ok),
+            ts_recent=self.ts_recent, cwnd=self.cc.cwnd, ssthresh=self.cc.ssthresh,
+            srtt=self.rtt.srtt if self.rtt.has_sample else None, rttvar=self.rtt.rttvar,
+            rto=rtt_current_rto(&self.rtt), in_recovery=bool(self.in_recovery),
+            dupacks=self.dupacks, recv_queue=self.rcvbuf.used,
+            send_queue=self.sndbuf.used, send_space=ring_space(&self.sndbuf),
+            fin_sent=bool(self.fin_sent), fin_acked=bool(self.fin_acked),
+            rcv_fin=bool(self.rcv_fin), error=self.error, retries=self.retries,
+            ooo_ranges=self.ooo.count,
+            timers=dict(rtx=self.t_rtx or None, delack=self.t_delack or None,
+                        persist=self.t_persist or None, keepalive=self.t_keepalive or None,
+                        timewait=self.t_timewait or None),
+        )
+
+    @property
+    def counters(self):
+        """The connection's counters (``tcb_stats``) as a dict."""
+        return self.stats
+
+
+STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+               "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
+
+
+cdef uint64_t _us(object seconds) except? 0xffffffffffffffff:
+    """Seconds (float or int) to microseconds."""
+    if seconds < 0:
+        raise ValueError("times must not be negative")
+    return <uint64_t>round(seconds * 1000000)
+
+
+cdef object _addr(const uint8_t* a, uint8_t version):
+    if version == 4:
+        return str(ipaddress.IPv4Address((<const char*>a)[:4]))
+    if version == 6:
+        return str(ipaddress.IPv6Address((<const char*>a)[:16]))
+    return None
+
+
+cdef int64_t _check(int64_t r) except -1:
+    if r < 0:
+        err = -r
+        raise OSError(err, os.strerror(err))
+    return r
