@@ -702,9 +702,16 @@ cdef class Tcb:
                 self.snd_nxt = self.snd_una
             sb_advance(&self.sb, self.snd_una)
             # RFC 6298 §3 (Karn): the timed segment yields a sample only if it was not sent again.
+            # Where Karn's rule leaves us without one (retransmissions), the timestamp echoed in
+            # this ACK still measures the round trip unambiguously (RFC 7323 §4.1, RTTM), with
+            # the timestamp clock's 1 ms resolution.
             if self.rtt_timing and seq_gt(th.ack, self.rtt_seq):
                 rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
                 self.rtt_timing = 0
+            elif self.ts_ok and th.has_timestamps and th.tsecr and not self.rtt_timing and \
+                    seq_ge(self._ts_now(now), th.tsecr) and \
+                    self._ts_now(now) - th.tsecr < 120000:
+                rtt_sample(&self.rtt, (self._ts_now(now) - th.tsecr) * 1000)
             rtt_reset_backoff(&self.rtt)          # RFC 6298 §5.7
             self.retries = 0
             self.first_unacked_time = now if self.snd_una != self.snd_max else 0
