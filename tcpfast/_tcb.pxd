@@ -222,6 +222,8 @@ cdef class Tcb:
     cdef void _ack_input(self, const tcp_repr* th, uint32_t seg_len, uint64_t now) noexcept nogil
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil
     cdef void _fin_input(self, uint64_t now) noexcept nogil
+    cdef void _established_from_syn_ack(self, const tcp_repr* th, uint64_t now) noexcept nogil
+    cdef void _return_to_listen(self) noexcept nogil
     cdef void _challenge_ack(self, uint64_t now) noexcept nogil
     cdef void _enter_closed(self, int err) noexcept nogil
     cdef void _enter_time_wait(self, uint64_t now) noexcept nogil

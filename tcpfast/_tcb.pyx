@@ -418,28 +418,9 @@ cdef class Tcb:
         self._negotiate(th)
         self.snd_wl1 = th.seq
         if ack_ok:
-            self.snd_una = th.ack
-            self.snd_wl2 = th.ack
-            if self.rtt_timing:
-                rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
-                self.rtt_timing = 0
-            rtt_reset_backoff(&self.rtt)
-            self.retries = 0
-        self.snd_wnd = th.window          # unscaled in a SYN (RFC 7323 §2.2)
-        self.max_snd_wnd = self.snd_wnd
-        if seq_gt(self.snd_una, self.iss):
             # "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to
             # ESTABLISHED, form an ACK segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
-            self.state = ESTABLISHED
-            self.synced = 1
-            self.t_rtx = 0
-            self.syn_pending = 0
-            self.ack_now = 1
-            self.events |= EV_CONNECTED | EV_WRITABLE
-            if self.fin_queued:
-                self.state = FIN_WAIT_1
-            if self.cfg.keepalive:
-                self.t_keepalive = now + self.cfg.keepidle
+            self._established_from_syn_ack(th, now)
             # "If there are other controls or text in the segment, then continue processing at
             # the sixth step below where the URG bit is checked"
             if p.payload_len:
@@ -449,10 +430,59 @@ cdef class Tcb:
         else:
             # "Otherwise, enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT>
             # <CTL=SYN,ACK> and send it." (simultaneous open, RFC 9293 Figure 8)
+            self.snd_wnd = th.window      # unscaled in a SYN (RFC 7323 §2.2)
+            self.max_snd_wnd = self.snd_wnd
             self.state = SYN_RECEIVED
             self.snd_nxt = self.iss
             self.syn_pending = 1
         return SEG_OK
+
+    cdef void _established_from_syn_ack(self, const tcp_repr* th, uint64_t now) noexcept nogil:
+        """Our SYN is acknowledged by a SYN,ACK (SYN-SENT, or SYN-RECEIVED after a simultaneous
+        open): ESTABLISHED, and ACK it."""
+        self.snd_una = th.ack
+        self.snd_wl1 = th.seq
+        self.snd_wl2 = th.ack
+        self.snd_wnd = th.window          # unscaled in a SYN (RFC 7323 §2.2)
+        self.max_snd_wnd = self.snd_wnd
+        if self.rtt_timing:
+            rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
+            self.rtt_timing = 0
+        rtt_reset_backoff(&self.rtt)
+        self.retries = 0
+        self.state = ESTABLISHED
+        self.synced = 1
+        self.t_rtx = 0
+        self.syn_pending = 0
+        self.ack_now = 1
+        self.last_rcv_time = now
+        self.events |= EV_CONNECTED | EV_WRITABLE
+        if self.fin_queued:
+            self.state = FIN_WAIT_1
+        if self.cfg.keepalive:
+            self.t_keepalive = now + self.cfg.keepidle
+
+    cdef void _return_to_listen(self) noexcept nogil:
+        """RFC 9293 §3.10.7.4 (RST and SYN in SYN-RECEIVED): "If this connection was initiated
+        with a passive OPEN ..., then return this connection to LISTEN state": forget the peer
+        and every per-connection variable; the user is not told."""
+        ring_release(&self.sndbuf, True)
+        ring_release(&self.rcvbuf, True)
+        memset(self.ip.dst, 0, 16)
+        self.rport = 0
+        self.irs = self.rcv_nxt = self.rcv_adv = self.last_ack_sent = 0
+        self.iss = self.snd_una = self.snd_nxt = self.snd_max = 0
+        self.snd_wnd = self.max_snd_wnd = self.snd_wl1 = self.snd_wl2 = 0
+        self.ws_ok = self.ts_ok = self.sack_ok = 0
+        self.ts_recent = 0
+        self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
+        self.syn_pending = self.ack_now = self.dupacks_to_send = self.rst_pending = 0
+        self.probe_pending = self.keepalive_pending = 0
+        self.retries = 0
+        self.rtt_timing = 0
+        ranges_clear(&self.ooo)
+        rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
+        self.state = LISTEN
 
     cdef void _challenge_ack(self, uint64_t now) noexcept nogil:
         """RFC 5961 §3.2/§4.2/§5.2 challenge ACK, at most challenge_ack_limit a second (§7)."""
@@ -500,16 +530,28 @@ cdef class Tcb:
         if not acceptable and rcv_wnd == 0 and seg_seq == self.rcv_nxt and not (flags & TH_SYN):
             # "If the RCV.WND is zero, no segments will be acceptable, but special allowance
             # should be made to accept valid ACKs, URGs, and RSTs": keep the controls, drop text.
+            # The text (a zero-window probe) is still answered: "When the receiving TCP peer has
+            # a zero window and a segment arrives, it must still send an acknowledgment showing
+            # its next expected sequence number and current window (zero)" (§3.8.6.1).
             acceptable = True
             n = 0
             fin = False
+            self.ack_now = 1
         if not acceptable:
             self.stats.out_of_window += 1
-            if self.state == SYN_RECEIVED and flags & TH_SYN and seg_seq == self.irs and \
-                    not (flags & TH_ACK):
-                # The peer did not see our SYN-ACK and sent its SYN again: answer it again.
-                self.snd_nxt = self.iss
-                self.syn_pending = 1
+            if self.state == SYN_RECEIVED and flags & TH_SYN and seg_seq == self.irs:
+                if not (flags & TH_ACK):
+                    # The peer did not see our SYN-ACK and sent its SYN again: answer it again.
+                    self.snd_nxt = self.iss
+                    self.syn_pending = 1
+                    return SEG_OK
+                # Simultaneous open (RFC 9293 §3.5 Figure 7, line 6): the peer's SYN,ACK
+                # acknowledges our SYN; its SYN we have already seen. Our SYN,ACK's ACK may
+                # be lost, so this is how the connection completes.
+                if not (seq_lt(self.snd_una, th.ack) and seq_le(th.ack, self.snd_max)):
+                    return SEG_REPLY_RST
+                self.stats.out_of_window -= 1
+                self._established_from_syn_ack(th, now)
                 return SEG_OK
             if self.state == TIME_WAIT and fin:
                 # §3.10.7.4 eighth step, TIME-WAIT: "Remain in the TIME-WAIT state. Restart the
@@ -531,11 +573,13 @@ cdef class Tcb:
                 self._challenge_ack(now)
                 return SEG_OK
             if self.state == SYN_RECEIVED:
-                # "If this connection was initiated with a passive OPEN ... return this
-                # connection to LISTEN state" (the listener lives on in the engine: this
-                # embryonic connection just ends, and the user hears nothing). Otherwise
-                # "connection refused".
-                self._enter_closed(0 if self.passive else ECONNREFUSED)
+                # "If this connection was initiated with a passive OPEN (i.e., came from the
+                # LISTEN state), then return this connection to LISTEN state and return. The
+                # user need not be informed." Otherwise "connection refused".
+                if self.passive:
+                    self._return_to_listen()
+                else:
+                    self._enter_closed(ECONNREFUSED)
             elif self.state == ESTABLISHED or self.state == FIN_WAIT_1 or \
                     self.state == FIN_WAIT_2 or self.state == CLOSE_WAIT:
                 self._enter_closed(ECONNRESET)
@@ -549,7 +593,7 @@ cdef class Tcb:
         # its sequence number) is answered with a challenge ACK and dropped.
         if flags & TH_SYN:
             if self.state == SYN_RECEIVED and self.passive:
-                self._enter_closed(0)     # "return this connection to the LISTEN state"
+                self._return_to_listen()  # "return this connection to the LISTEN state"
                 return SEG_OK
             self._challenge_ack(now)
             return SEG_OK
@@ -761,7 +805,9 @@ cdef class Tcb:
         # and no SYN/FIN in the segment, the same window, an ACK that does not advance SND.UNA.
         # With SACK, RFC 6675 §2 relaxes it: any segment whose SACK blocks cover octets not
         # SACKed before (so data-carrying segments of a two-way transfer count too).
-        if th.ack == self.snd_una and seq_lt(self.snd_una, self.snd_max) and (
+        # A zero window is not a loss signal: the replies to our window probes (outstanding: only
+        # the probe octet, SND.NXT = SND.UNA) must not start fast retransmit into a closed window.
+        if th.ack == self.snd_una and seq_lt(self.snd_una, self.snd_nxt) and self.snd_wnd and (
                 (sacked and self.sack_ok) or
                 (seg_len == 0 and not (th.flags & (TH_SYN | TH_FIN)) and not window_update)):
             self.dupacks += 1
