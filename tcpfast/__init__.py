@@ -6,7 +6,8 @@ checkout that has not been built fails here with a message that says how to buil
 __version__ = "0.1.0"
 
 try:
-    from tcpfast import _cc, _checksum, _isn, _ranges, _ring, _rtx, _seq, _tcb, _wire  # noqa: F401
+    from tcpfast import (_cc, _checksum, _engine, _isn, _ranges, _ring, _rtx,  # noqa: F401
+                         _seq, _simlink, _tcb, _wire)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     import os as _os
 
@@ -19,5 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
     ) from exc
 
 from tcpfast._wire import WireError  # noqa: E402
+from tcpfast.stack import Stack, default_stack  # noqa: E402
+from tcpfast.socket import socket  # noqa: E402  (the class: tcpfast.socket(...) makes one)
 
-__all__ = ["WireError", "__version__"]
+__all__ = ["Stack", "socket", "default_stack", "WireError", "__version__"]

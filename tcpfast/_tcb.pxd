@@ -74,6 +74,8 @@ ctypedef struct tcb_config:
     uint32_t challenge_ack_limit  # per second (RFC 5961 §7)
     uint8_t ttl
     isn_secret secret
+    uint32_t tso_max            # largest segment payload to emit (TSO); 0 = one MSS
+    uint8_t csum_partial        # leave the TCP checksum to the device (pseudo-header sum only)
 
 
 ctypedef struct tcb_stats:
@@ -198,7 +200,27 @@ cdef class Tcb:
     cdef public int events      # EV_* bits
     cdef tcb_stats stats
 
+    # --- owned by the engine (_engine.pyx): table chain, timer wheel, dirty list, wake-ups ------
+    cdef void* eng_hash_next
+    cdef void* eng_wheel_next
+    cdef void* eng_wheel_prev
+    cdef uint64_t eng_wheel_at
+    cdef int eng_wheel_slot     # -1: not on the wheel
+    cdef void* eng_dirty_next
+    cdef uint8_t eng_dirty
+    cdef uint8_t eng_in_table
+    cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
+    cdef uint8_t eng_queued     # in its listener's accept queue
+    cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
+    cdef int eng_wake_fd        # eventfd of the socket waiting on it, -1 none
+    cdef int eng_last_events
+    cdef uint32_t eng_last_rcv
+    cdef uint32_t eng_last_space
+    cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
+
     # --- C API --------------------------------------------------------------------------------
+    cdef void configure(self, const tcb_config* cfg) noexcept nogil
+    cdef void reconfigure(self) noexcept nogil
     cdef void set_endpoints(self, const ip_repr* ip, uint16_t lport, uint16_t rport) noexcept nogil
     cdef int on_segment(self, const pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
     cdef size_t poll_transmit(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
@@ -210,6 +232,9 @@ cdef class Tcb:
     cdef int user_shutdown(self, uint64_t now) noexcept nogil
     cdef int user_close(self, uint64_t now) noexcept nogil
     cdef int user_abort(self, uint64_t now) noexcept nogil
+    cdef int open_from_cookie(self, const pkt_repr* p, uint32_t iss, uint16_t mss,
+                              uint64_t now) noexcept nogil
+    cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil
     cdef uint32_t send_space(self) noexcept nogil
     cdef uint32_t recv_available(self) noexcept nogil
 
@@ -247,3 +272,5 @@ cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8
 
 # Defaults as Linux (see tcb_config); used by the Python-level constructor and the engine.
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil
+# Options by name (times in seconds), checked; as the Tcb constructor takes them.
+cdef int config_update(tcb_config* cfg, dict options) except -1

@@ -104,7 +104,7 @@ cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8
         t.seq = 0
         t.ack = th.seq + seg_len
         t.flags = TH_RST | TH_ACK
-    return tcp_packet_emit(buf, cap, &ip, &t, 0)
+    return tcp_packet_emit(buf, cap, &ip, &t, 0, False)
 
 
 cdef class Tcb:
@@ -116,6 +116,8 @@ cdef class Tcb:
 
     def __cinit__(self):
         tcb_config_default(&self.cfg)
+        self.eng_wheel_slot = -1
+        self.eng_wake_fd = -1
         self.state = CLOSED
         memset(&self.ip, 0, sizeof(ip_repr))
         memset(&self.stats, 0, sizeof(tcb_stats))
@@ -132,6 +134,31 @@ cdef class Tcb:
     # =========================================================================================
     # Set-up
     # =========================================================================================
+
+    cdef void configure(self, const tcb_config* cfg) noexcept nogil:
+        """Take a whole configuration (before the connection opens)."""
+        if cfg != &self.cfg:
+            self.cfg = cfg[0]
+        rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
+        ring_init(&self.sndbuf, self.cfg.sndbuf)
+        ring_init(&self.rcvbuf, self.cfg.rcvbuf)
+
+    cdef void reconfigure(self) noexcept nogil:
+        """The configuration changed on an open connection (socket options): apply what can
+        change now. Buffer sizes change while their storage is not allocated yet, as on Linux
+        (which takes SO_SNDBUF/SO_RCVBUF before connect/listen to size the window)."""
+        ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
+        ring_set_capacity(&self.rcvbuf, self.cfg.rcvbuf)
+        self.rtt.rto_min = self.cfg.rto_min
+        self.rtt.rto_max = self.cfg.rto_max
+        if self.cfg.keepalive and self.t_keepalive == 0 and \
+                (self.state == ESTABLISHED or self.state == CLOSE_WAIT):
+            self.t_keepalive = self.last_rcv_time + self.cfg.keepidle
+        elif not self.cfg.keepalive:
+            self.t_keepalive = 0
+            self.keepalive_sent = 0
+        elif self.t_keepalive:
+            self.t_keepalive = self.last_rcv_time + self.cfg.keepidle
 
     cdef void set_endpoints(self, const ip_repr* ip, uint16_t lport, uint16_t rport) noexcept nogil:
         memcpy(&self.ip, ip, sizeof(ip_repr))
@@ -202,6 +229,70 @@ cdef class Tcb:
         self.state = SYN_SENT
         self.syn_pending = 1
         return 0
+
+    cdef int open_from_cookie(self, const pkt_repr* p, uint32_t iss, uint16_t mss,
+                              uint64_t now) noexcept nogil:
+        """A SYN cookie came back (RFC 4987 §3.6): the ACK of a SYN-ACK we sent without keeping
+        state. Enter ESTABLISHED directly with what the cookie encoded (ISS, the peer's MSS);
+        window scaling, timestamps and SACK were not kept, so they are off. The caller then hands
+        the same segment to on_segment for any data it carries."""
+        cdef const tcp_repr* th = &p.tcp
+        memset(&self.ip, 0, sizeof(ip_repr))
+        self.ip.version = p.ip.version
+        memcpy(self.ip.src, p.ip.dst, 16)
+        memcpy(self.ip.dst, p.ip.src, 16)
+        self.ip.ttl = self.cfg.ttl
+        self.ip.dont_fragment = 1
+        self.lport = th.dst_port
+        self.rport = th.src_port
+        self.passive = 1
+        self.cfg.wscale_ok = 0
+        self.cfg.timestamps_ok = 0
+        self.cfg.sack_ok = 0
+        self.iss_fixed = 1
+        self.iss_value = iss
+        self._init_sequence(now)
+        self.irs = th.seq - 1
+        self.rcv_nxt = th.seq
+        self.rcv_adv = self.rcv_nxt + (self.cfg.rcvbuf if self.cfg.rcvbuf < 0xffff else 0xffff)
+        self.peer_mss = mss
+        self.smss = mss if mss < self.cfg.mss else self.cfg.mss
+        cc_set_smss(&self.cc, self.smss)
+        self.snd_una = self.snd_nxt = self.snd_max = iss + 1
+        self.snd_wnd = th.window
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = th.seq
+        self.snd_wl2 = th.ack
+        self.state = ESTABLISHED
+        self.synced = 1
+        self.last_rcv_time = now
+        self.events |= EV_CONNECTED | EV_WRITABLE
+        if self.cfg.keepalive:
+            self.t_keepalive = now + self.cfg.keepidle
+        return 0
+
+    cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil:
+        """An ICMP error quoting one of our segments (RFC 9293 §3.9.2.2, RFC 1122 §4.2.3.9).
+        Packet too big / fragmentation needed lowers the segment size (RFC 1191 §6, RFC 8201
+        §4); other errors are soft: remembered and reported if the connection then times out,
+        except that a hard error in SYN-SENT ends the attempt (as Linux does for port
+        unreachable)."""
+        cdef uint32_t hdrs, mss
+        if mtu:
+            hdrs = (20 if self.ip.version == 4 else 40) + 20 + (TS_OPTION_LEN if self.ts_ok else 0)
+            if (self.ip.version == 4 and mtu < 552) or (self.ip.version == 6 and mtu < 1280):
+                return                    # below the minimum (Linux min_pmtu; RFC 8201 §4)
+            mss = mtu - hdrs
+            if mss < self.smss:
+                self.smss = <uint16_t>mss
+                cc_set_smss(&self.cc, self.smss)
+                # Resend what no longer fits at the new size, at once (RFC 1191 §6.2).
+                if seq_lt(self.snd_una, self.snd_max):
+                    self.snd_nxt = self.snd_una
+            return
+        self.soft_error = err
+        if hard and self.state == SYN_SENT:
+            self._enter_closed(err)
 
     cdef int user_listen(self) noexcept nogil:
         """Passive OPEN: enter LISTEN."""
@@ -868,7 +959,8 @@ cdef class Tcb:
             if filled_hole or self.ooo.count:
                 self.ack_now = 1
             else:
-                self.segs_unacked += 1
+                # A coalesced (GRO) segment counts for the full-sized segments it carries.
+                self.segs_unacked += 1 if n < 2 * <uint32_t>self.cfg.mss else 2
                 if self.segs_unacked >= 2:
                     self.ack_now = 1
                 elif self.t_delack == 0:
@@ -960,7 +1052,8 @@ cdef class Tcb:
             if handshake and self.passive:
                 self._enter_closed(0)     # an embryonic passive connection just goes away
             else:
-                self._enter_closed(ETIMEDOUT)
+                # RFC 1122 §4.2.3.9: a soft ICMP error seen meanwhile says more than "timed out".
+                self._enter_closed(self.soft_error if self.soft_error else ETIMEDOUT)
             return
         self.retries += 1
         rtt_backoff(&self.rtt)            # §5.5: RTO <- RTO * 2
@@ -1104,7 +1197,7 @@ cdef class Tcb:
             return 0
         if n:
             ring_read_at(&self.sndbuf, data_off, buf + hdr, n)
-        out = tcp_packet_emit(buf, cap, &self.ip, t, n)
+        out = tcp_packet_emit(buf, cap, &self.ip, t, n, self.cfg.csum_partial)
         if out:
             self.stats.segs_out += 1
             self.last_snd_time = now
@@ -1228,7 +1321,7 @@ cdef class Tcb:
         allow."""
         cdef tcp_repr t
         cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
-        cdef uint32_t seq, n, unsent, wnd, flight, usable, pipe = 0
+        cdef uint32_t seq, n, unsent, wnd, flight, usable, seg_max, pipe = 0
         cdef uint8_t flags
         cdef bint rexmit = False, fin = False, sack_recovery = self.in_recovery and self.sack_ok
         cdef size_t out
@@ -1289,6 +1382,11 @@ cdef class Tcb:
         seq = self.snd_nxt
         unsent = data_end - seq if seq_lt(seq, data_end) else 0
         flight = self.snd_nxt - self.snd_una
+        # With TSO the device cuts a large segment into MSS-sized ones (RFC 9293 §3.7.1 still
+        # holds on the wire); without it a segment is at most one MSS.
+        seg_max = self.smss
+        if self.cfg.tso_max > self.smss:
+            seg_max = self.cfg.tso_max - self.cfg.tso_max % self.smss
         usable = self.snd_wnd - flight if self.snd_wnd > flight else 0
         if sack_recovery:
             # RFC 6675 NextSeg (2): new data as far as cwnd - pipe allows.
@@ -1298,8 +1396,8 @@ cdef class Tcb:
         if wnd < usable:
             usable = wnd
         n = unsent
-        if n > self.smss:
-            n = self.smss
+        if n > seg_max:
+            n = seg_max
         if n > usable:
             n = usable
         fin = self.fin_queued and seq + n == data_end and \
@@ -1354,48 +1452,19 @@ cdef class Tcb:
     # Python-level interface (tests and tools)
     # =========================================================================================
 
-    def __init__(self, local=None, remote=None, *, mss=1460, sndbuf=256 * 1024,
-                 rcvbuf=256 * 1024, cc="cubic", nodelay=False, msl=30.0, rto_initial=1.0,
-                 rto_min=0.2, rto_max=120.0, syn_retries=6, retries=15, user_timeout=0.0,
-                 delack=0.04, keepalive=False, keepidle=7200.0, keepintvl=75.0, keepcnt=9,
-                 fin_timeout=60.0, window_scaling=True, timestamps=True, sack=True,
-                 challenge_ack_limit=1000, ttl=64, secret=None, iss=None):
-        """Tcb(local=(addr, port), remote=(addr, port) or None, **options).
+    def __init__(self, local=None, remote=None, *, secret=None, iss=None, **options):
+        """Tcb(local=(addr, port), remote=(addr, port) or None, *, secret=None, iss=None,
+        **options).
 
-        Times are in seconds. ``secret`` is the RFC 6528 key as two 64-bit ints (random if not
-        given); ``iss`` fixes the initial sequence number instead (for tests of the wrap).
+        ``options`` (times in seconds) are those of :data:`OPTION_NAMES`: mss, sndbuf, rcvbuf,
+        cc ("cubic" or "newreno"), nodelay, msl, rto_initial, rto_min, rto_max, syn_retries,
+        retries, user_timeout, delack, keepalive, keepidle, keepintvl, keepcnt, fin_timeout,
+        window_scaling, timestamps, sack, challenge_ack_limit, ttl, tso_max, csum_partial.
+        ``secret`` is the RFC 6528 key as two 64-bit ints (random if not given); ``iss`` fixes
+        the initial sequence number instead (for tests of the wrap).
         """
         cdef ip_repr ip
-        if cc not in ("cubic", "newreno"):
-            raise ValueError(f"cc must be 'cubic' or 'newreno', not {cc!r}")
-        for name, value in (("mss", mss), ("sndbuf", sndbuf), ("rcvbuf", rcvbuf)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int")
-        if not 88 <= mss <= 65495:
-            raise ValueError("mss must be in 88..65495")
-        self.cfg.mss = mss
-        self.cfg.sndbuf = sndbuf
-        self.cfg.rcvbuf = rcvbuf
-        self.cfg.cc = CC_CUBIC if cc == "cubic" else CC_NEWRENO
-        self.cfg.nodelay = bool(nodelay)
-        self.cfg.msl = _us(msl)
-        self.cfg.rto_initial = _us(rto_initial)
-        self.cfg.rto_min = _us(rto_min)
-        self.cfg.rto_max = _us(rto_max)
-        self.cfg.syn_retries = syn_retries
-        self.cfg.retries = retries
-        self.cfg.user_timeout = _us(user_timeout)
-        self.cfg.delack = _us(delack)
-        self.cfg.keepalive = bool(keepalive)
-        self.cfg.keepidle = _us(keepidle)
-        self.cfg.keepintvl = _us(keepintvl)
-        self.cfg.keepcnt = keepcnt
-        self.cfg.fin_timeout = _us(fin_timeout)
-        self.cfg.wscale_ok = bool(window_scaling)
-        self.cfg.timestamps_ok = bool(timestamps)
-        self.cfg.sack_ok = bool(sack)
-        self.cfg.challenge_ack_limit = challenge_ack_limit
-        self.cfg.ttl = ttl
+        config_update(&self.cfg, options)
         if secret is None:
             raw = os.urandom(16)
             secret = (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little"))
@@ -1404,9 +1473,7 @@ cdef class Tcb:
             self.iss_value = iss
         self.cfg.secret.k0 = secret[0]
         self.cfg.secret.k1 = secret[1]
-        rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
-        ring_init(&self.sndbuf, self.cfg.sndbuf)
-        ring_init(&self.rcvbuf, self.cfg.rcvbuf)
+        self.configure(&self.cfg)
         if local is not None:
             memset(&ip, 0, sizeof(ip))
             laddr = ipaddress.ip_address(local[0])
@@ -1584,3 +1651,88 @@ cdef int64_t _check(int64_t r) except -1:
         err = -r
         raise OSError(err, os.strerror(err))
     return r
+
+
+OPTION_NAMES = ("mss", "sndbuf", "rcvbuf", "cc", "nodelay", "msl", "rto_initial", "rto_min",
+                "rto_max", "syn_retries", "retries", "user_timeout", "delack", "keepalive",
+                "keepidle", "keepintvl", "keepcnt", "fin_timeout", "window_scaling", "timestamps",
+                "sack", "challenge_ack_limit", "ttl", "tso_max", "csum_partial")
+
+
+cdef inline uint64_t _int_in(object v, str name, uint64_t lo, uint64_t hi) except? 0xffffffffffffffff:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {v!r}")
+    return <uint64_t>v
+
+
+cdef inline uint64_t _secs(object v, str name, double hi) except? 0xffffffffffffffff:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(v).__name__}")
+    if not 0 <= v <= hi:
+        raise ValueError(f"{name} must be in 0..{hi} seconds, got {v!r}")
+    return <uint64_t>round(v * 1000000)
+
+
+cdef int config_update(tcb_config* cfg, dict options) except -1:
+    """Apply options (times in seconds) to a configuration, checking every value; an unknown
+    option is a TypeError, a value out of range a ValueError."""
+    for key, v in options.items():
+        if key == "mss":
+            cfg.mss = <uint16_t>_int_in(v, key, 88, 65495)
+        elif key == "sndbuf":
+            cfg.sndbuf = <uint32_t>_int_in(v, key, 1, 1 << 30)
+        elif key == "rcvbuf":
+            cfg.rcvbuf = <uint32_t>_int_in(v, key, 1, 1 << 30)
+        elif key == "cc":
+            if v not in ("cubic", "newreno"):
+                raise ValueError(f"cc must be 'cubic' or 'newreno', not {v!r}")
+            cfg.cc = CC_CUBIC if v == "cubic" else CC_NEWRENO
+        elif key == "nodelay":
+            cfg.nodelay = bool(v)
+        elif key == "msl":
+            cfg.msl = _secs(v, key, 3600.0)
+        elif key == "rto_initial":
+            cfg.rto_initial = <uint32_t>_secs(v, key, 3600.0)
+        elif key == "rto_min":
+            cfg.rto_min = <uint32_t>_secs(v, key, 3600.0)
+        elif key == "rto_max":
+            cfg.rto_max = <uint32_t>_secs(v, key, 3600.0)
+        elif key == "syn_retries":
+            cfg.syn_retries = <uint8_t>_int_in(v, key, 0, 255)
+        elif key == "retries":
+            cfg.retries = <uint8_t>_int_in(v, key, 0, 255)
+        elif key == "user_timeout":
+            cfg.user_timeout = _secs(v, key, 1e9)
+        elif key == "delack":
+            cfg.delack = <uint32_t>_secs(v, key, 0.5)     # RFC 9293 §3.8.6.3: under 0.5 s
+        elif key == "keepalive":
+            cfg.keepalive = bool(v)
+        elif key == "keepidle":
+            cfg.keepidle = _secs(v, key, 1e9)
+        elif key == "keepintvl":
+            cfg.keepintvl = _secs(v, key, 1e9)
+        elif key == "keepcnt":
+            cfg.keepcnt = <uint8_t>_int_in(v, key, 1, 255)
+        elif key == "fin_timeout":
+            cfg.fin_timeout = _secs(v, key, 1e9)
+        elif key == "window_scaling":
+            cfg.wscale_ok = bool(v)
+        elif key == "timestamps":
+            cfg.timestamps_ok = bool(v)
+        elif key == "sack":
+            cfg.sack_ok = bool(v)
+        elif key == "challenge_ack_limit":
+            cfg.challenge_ack_limit = <uint32_t>_int_in(v, key, 0, 1 << 30)
+        elif key == "ttl":
+            cfg.ttl = <uint8_t>_int_in(v, key, 1, 255)
+        elif key == "tso_max":
+            cfg.tso_max = <uint32_t>_int_in(v, key, 0, 65535)
+        elif key == "csum_partial":
+            cfg.csum_partial = bool(v)
+        else:
+            raise TypeError(f"unknown TCP option {key!r}")
+    if cfg.rto_min > cfg.rto_max:
+        raise ValueError("rto_min must not exceed rto_max")
+    return 0

@@ -186,8 +186,11 @@ cdef size_t tcp_options_len(const tcp_repr* t) noexcept nogil
 cdef size_t tcp_header_len(const tcp_repr* t) noexcept nogil
 cdef size_t ip_header_len(const ip_repr* ip) noexcept nogil
 cdef size_t ip_emit(uint8_t* b, const ip_repr* ip, uint8_t protocol, size_t payload_len) noexcept nogil
-cdef size_t tcp_emit(uint8_t* b, const tcp_repr* t, size_t payload_len, uint64_t pseudo) noexcept nogil
+# ``partial``: leave the checksum to the device (checksum offload, CHECKSUM_PARTIAL): the field
+# holds the folded pseudo-header sum, to which the device adds the segment's sum.
+cdef size_t tcp_emit(uint8_t* b, const tcp_repr* t, size_t payload_len, uint64_t pseudo,
+                     bint partial) noexcept nogil
 cdef size_t tcp_packet_emit(uint8_t* b, size_t cap, const ip_repr* ip, const tcp_repr* t,
-                            size_t payload_len) noexcept nogil
+                            size_t payload_len, bint partial) noexcept nogil
 cdef size_t icmp_packet_emit(uint8_t* b, size_t cap, const ip_repr* ip, const icmp_repr* m,
                              size_t body_len) noexcept nogil

@@ -482,7 +482,8 @@ cdef size_t ip_emit(uint8_t* b, const ip_repr* ip, uint8_t protocol, size_t payl
     return IPV6_HEADER_LEN
 
 
-cdef size_t tcp_emit(uint8_t* b, const tcp_repr* t, size_t payload_len, uint64_t pseudo) noexcept nogil:
+cdef size_t tcp_emit(uint8_t* b, const tcp_repr* t, size_t payload_len, uint64_t pseudo,
+                     bint partial) noexcept nogil:
     """Write a TCP header with options at ``b`` and checksum it together with the ``payload_len``
     bytes already at ``b + header length``; ``pseudo`` is the pseudo-header sum. Returns the header
     length.
@@ -545,13 +546,16 @@ cdef size_t tcp_emit(uint8_t* b, const tcp_repr* t, size_t payload_len, uint64_t
             store32(o, t.sack_left[k])
             store32(o + 4, t.sack_right[k])
             o += 8
-    csum = csum_finish(csum_partial(b, hl + payload_len, pseudo))
+    if partial:
+        csum = csum_fold(pseudo)
+    else:
+        csum = csum_finish(csum_partial(b, hl + payload_len, pseudo))
     memcpy(b + 16, &csum, 2)
     return hl
 
 
 cdef size_t tcp_packet_emit(uint8_t* b, size_t cap, const ip_repr* ip, const tcp_repr* t,
-                            size_t payload_len) noexcept nogil:
+                            size_t payload_len, bint partial) noexcept nogil:
     """IP header + TCP header around the ``payload_len`` bytes the caller already placed at
     ``b + ip_header_len(ip) + tcp_header_len(t)``. Returns the packet length, or 0 when it does not
     fit in ``cap`` or in the IP length field.
@@ -566,7 +570,7 @@ cdef size_t tcp_packet_emit(uint8_t* b, size_t cap, const ip_repr* ip, const tcp
         pseudo = csum_pseudo_ipv4(ip.src, ip.dst, PROTO_TCP, <uint32_t>l4_len)
     else:
         pseudo = csum_pseudo_ipv6(ip.src, ip.dst, PROTO_TCP, <uint32_t>l4_len)
-    tcp_emit(b + ihl, t, payload_len, pseudo)
+    tcp_emit(b + ihl, t, payload_len, pseudo, partial)
     return ihl + l4_len
 
 
@@ -997,7 +1001,7 @@ def emit_packet(packet, buf, Py_ssize_t offset=0) -> int:
         if dlen:
             memcpy(b + total - dlen, &body[0], dlen)
         if kind == 1:
-            written = tcp_packet_emit(b, <size_t>total, &ip, &t, <size_t>dlen)
+            written = tcp_packet_emit(b, <size_t>total, &ip, &t, <size_t>dlen, False)
         else:
             written = icmp_packet_emit(b, <size_t>total, &ip, &m, <size_t>dlen)
         assert written == <size_t>total

@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""The stack's engine: one thread runs a poll loop in C with the GIL released (device fd + a wake
+fd, until the next timer), reads packets in batches, demultiplexes them by 4-tuple into the
+connection table, runs the connections, and writes what they emit. Application threads call in
+under the same lock (connect, send, receive, close) and flush what their call made due themselves.
+See DESIGN.md ("_engine.pyx").
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdio cimport FILE
+
+from tcpfast._tcb cimport Tcb, tcb_config, tcb_stats
+from tcpfast._wire cimport pkt_repr, ip_repr, WIRE_REASON_COUNT
+from tcpfast._isn cimport isn_secret
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t*, void*)
+    int pthread_mutex_destroy(pthread_mutex_t*)
+    int pthread_mutex_lock(pthread_mutex_t*)
+    int pthread_mutex_unlock(pthread_mutex_t*)
+
+cdef enum:
+    WHEEL_SLOTS = 4096             # 1 ms ticks: a 4 s horizon per turn of the wheel
+    BATCH = 64                     # packets read per wake-up before timers and output run
+    PKT_MAX = 65536 + 64           # one packet (a GSO super-segment at most) + virtio-net header
+    LOOP_SLOTS = 512               # bound of the queue of packets to our own address
+    MAX_LISTENERS = 1024
+
+
+ctypedef struct engine_stats:
+    uint64_t packets_in
+    uint64_t packets_out
+    uint64_t bytes_in
+    uint64_t bytes_out
+    uint64_t malformed[16]          # indexed by wire_reason (WIRE_REASON_COUNT <= 16)
+    uint64_t not_ours               # addressed to an address that is not the stack's
+    uint64_t not_tcp                # other protocols (UDP, ...)
+    uint64_t resets_sent            # to segments for no connection / refused
+    uint64_t dropped_no_listener
+    uint64_t dropped_backlog        # accept queue full
+    uint64_t syncookies_sent
+    uint64_t syncookies_accepted
+    uint64_t syncookies_failed
+    uint64_t icmp_echo_replies
+    uint64_t icmp_errors            # ICMP errors matched to a connection
+    uint64_t icmp_unmatched
+    uint64_t loopback_packets
+    uint64_t loopback_dropped
+    uint64_t write_errors
+    uint64_t gso_in                 # super-segments received (offload)
+    uint64_t gso_out                # super-segments sent (offload)
+    uint64_t connections_opened
+    uint64_t connections_closed
+    uint64_t time_wait_reused       # SYN for a TIME-WAIT tuple accepted (RFC 6191 / RFC 1122)
+
+
+cdef class Listener:
+    cdef readonly uint8_t version
+    cdef uint8_t addr[16]           # all zero: any address of the stack
+    cdef readonly uint16_t port
+    cdef readonly int backlog
+    cdef readonly int syn_count     # embryonic connections (SYN-RECEIVED)
+    cdef public int syn_max         # beyond this, SYN cookies (RFC 4987 §3.6)
+    cdef void** acceptq             # owned references to established Tcbs
+    cdef int aq_head
+    cdef readonly int aq_count
+    cdef int aq_cap
+    cdef public int wake_fd         # eventfd signalled when a connection is ready
+    cdef tcb_config cfg             # options the accepted connections inherit
+    cdef readonly uint8_t closed
+
+
+cdef class Engine:
+    cdef int fd                     # the TUN device
+    cdef int wake_fd                # eventfd: wakes the loop
+    cdef uint8_t vnet_hdr
+    cdef uint8_t tso4
+    cdef uint8_t tso6
+    cdef uint8_t csum_offload
+    cdef readonly uint32_t mtu
+    cdef uint8_t has4
+    cdef uint8_t addr4[16]
+    cdef uint8_t has6
+    cdef uint8_t addr6[16]
+    cdef pthread_mutex_t lock
+    cdef void** buckets             # connection table: chains through Tcb.eng_hash_next
+    cdef uint32_t nbuckets
+    cdef readonly uint32_t nconns
+    cdef void* wheel[4096]
+    cdef uint64_t wheel_bits[64]    # one bit per slot: non-empty
+    cdef uint64_t wheel_tick        # last tick (ms) processed
+    cdef uint32_t wheel_count
+    cdef void* dirty_head
+    cdef void* lst[1024]            # borrowed pointers; the Python list below owns them
+    cdef int nlst
+    cdef list listeners
+    cdef void* release_head
+    cdef engine_stats st
+    cdef tcb_stats closed_totals    # counters of connections already gone
+    cdef FILE* pcap
+    cdef uint8_t* rxbuf
+    cdef uint8_t* txbuf
+    cdef uint8_t* loopq             # LOOP_SLOTS packets to our own address
+    cdef uint32_t* loop_len
+    cdef uint32_t loop_head
+    cdef uint32_t loop_count
+    cdef volatile int running
+    cdef isn_secret secret
+    cdef isn_secret hash_key
+    cdef public object tcp_defaults  # dict of Tcb options for new connections
+    cdef tcb_config cfg             # the same, as a C struct
+    cdef uint16_t next_port
+    cdef uint64_t start_us
+
+    cdef uint32_t _hash(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
+                        const uint8_t* raddr, uint16_t rport) noexcept nogil
+    cdef void* _lookup(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
+                       const uint8_t* raddr, uint16_t rport) noexcept nogil
+    cdef void _grow(self) noexcept nogil
+    cdef void _insert(self, void* p) noexcept nogil
+    cdef void _unlink(self, void* p) noexcept nogil
+    cdef void _add_totals(self, void* p) noexcept nogil
+    cdef void _release_all(self) noexcept with gil
+    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept with gil
+    cdef void _wheel_remove(self, void* p) noexcept nogil
+    cdef void _schedule(self, void* p, uint64_t now) noexcept nogil
+    cdef void _run_timers(self, uint64_t now) noexcept nogil
+    cdef int _poll_timeout(self, uint64_t now) noexcept nogil
+    cdef void _mark_dirty(self, void* p) noexcept nogil
+    cdef bint _is_ours(self, uint8_t version, const uint8_t* addr) noexcept nogil
+    cdef void _pcap(self, const uint8_t* pkt, size_t n) noexcept nogil
+    cdef void _output(self, uint8_t* frame, size_t n, void* tcb, bint partial) noexcept nogil
+    cdef void _flush(self, void* p, uint64_t now) noexcept nogil
+    cdef void _after(self, void* p, uint64_t now) noexcept nogil
+    cdef void _aq_push(self, Listener l, void* p) noexcept nogil
+    cdef void _flush_dirty(self, uint64_t now) noexcept nogil
+    cdef void _send_rst_for(self, const pkt_repr* p) noexcept nogil
+    cdef void _input(self, uint8_t* pkt, size_t n, int flags, uint64_t now) noexcept nogil
+    cdef void* _listener_for(self, uint8_t version, const uint8_t* addr, uint16_t port) noexcept nogil
+    cdef void _tcp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
+    cdef void _syn_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
+    cdef uint32_t _cookie_hash(self, const pkt_repr* p, uint32_t peer_isn, uint32_t counter) noexcept nogil
+    cdef void _send_cookie(self, Listener l, const pkt_repr* p) noexcept nogil
+    cdef bint _cookie_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
+    cdef void _icmp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
+    cdef void _drain_loopback(self, uint64_t now) noexcept nogil
+    cdef void _loop(self) noexcept nogil
+    cdef void _lock(self)
+    cdef void _unlock(self)
+    cdef void _settle(self, void* p) noexcept
+    cdef bint _port_listened(self, uint8_t version, uint16_t port) noexcept nogil

@@ -1,0 +1,1318 @@
+# cython: language_level=3
+"""The stack's engine (see ``_engine.pxd``).
+
+Per packet, everything here runs in C without the GIL: read, parse (``_wire``), look up the
+connection (a keyed hash of the 4-tuple), run it (``_tcb``), write what it emits. The GIL is taken
+only where a Python object must be made or let go: a new connection (a ``Tcb`` per SYN that gets
+state; SYN cookies when the SYN queue is full make none), and releasing connections that have
+left the table.
+
+Locking: one mutex per engine. The engine thread holds it while it handles a batch; application
+threads take it (with the GIL released while they wait, so the engine can take the GIL while it
+holds the mutex) for every call into a connection, and flush the segments their call made due.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdlib cimport malloc, free, calloc
+from libc.string cimport memcpy, memset, memcmp
+from libc.stdio cimport FILE, fopen, fwrite, fclose, fflush
+from libc.errno cimport errno, EAGAIN, EINTR, EADDRINUSE, EADDRNOTAVAIL, ENOMEM, EINVAL, \
+    ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPROTO
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+
+from tcpfast._seq cimport seq_gt, seq_ge, seq_le, seq_lt, seq_between
+from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason, WIRE_OK,
+                            packet_parse, tcp_packet_emit, icmp_packet_emit, ip_header_len,
+                            PARSE_SKIP_L4_CHECKSUM, PROTO_TCP, PROTO_ICMP, PROTO_ICMPV6,
+                            TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT)
+from tcpfast._tcb cimport (Tcb, tcb_config, tcb_config_default, config_update, reset_for_segment,
+                           SEG_REPLY_RST,
+                           CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
+                           FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, EV_CONNECTED,
+                           EV_READABLE, EV_WRITABLE, EV_ERROR, EV_CLOSED)
+from tcpfast._isn cimport isn_secret, siphash24
+
+import ipaddress
+import os
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    enum:
+        POLLIN
+        POLLERR
+        POLLHUP
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void* buf, size_t count)
+    ssize_t write(int fd, const void* buf, size_t count)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    enum:
+        CLOCK_MONOTONIC
+        CLOCK_REALTIME
+
+cdef enum:
+    VNET = 10                        # struct virtio_net_hdr
+    VNET_F_NEEDS_CSUM = 1
+    VNET_F_DATA_VALID = 2
+    GSO_NONE = 0
+    GSO_TCPV4 = 1
+    GSO_TCPV6 = 4
+    EPHEMERAL_LOW = 32768            # Linux ip_local_port_range
+    EPHEMERAL_HIGH = 60999
+    LOOP_PKT = 65536 + 64
+    COOKIE_PERIOD_S = 64             # RFC 4987 §3.6: a counter t that moves every 64 s
+
+cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was left to a device
+
+# The MSS values a SYN cookie can carry (3 bits), as Linux's msstab.
+cdef uint16_t[8] MSS_TABLE
+MSS_TABLE[:] = [536, 1220, 1300, 1360, 1400, 1440, 1460, 8960]
+
+STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+               "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
+
+
+cdef inline uint64_t now_s() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <uint64_t>ts.tv_sec
+
+
+cdef inline void store_le16(uint8_t* p, uint16_t v) noexcept nogil:
+    p[0] = <uint8_t>v
+    p[1] = <uint8_t>(v >> 8)
+
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef inline uint64_t _now_us() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>(ts.tv_nsec // 1000)
+
+
+cdef inline void _syn_done(void* l) noexcept nogil:
+    if l != NULL:
+        (<Listener>l).syn_count = (<Listener>l).syn_count - 1
+
+
+cdef inline void _signal(int fd) noexcept nogil:
+    cdef uint64_t one = 1
+    if fd >= 0:
+        write(fd, &one, 8)
+
+
+cdef class Listener:
+    """A passive open on (address, port): its SYN queue and its accept queue, both bounded."""
+
+    def __cinit__(self, int version, bytes addr, int port, int backlog, int wake_fd):
+        if backlog < 1:
+            backlog = 1
+        self.version = version
+        memset(self.addr, 0, 16)
+        memcpy(self.addr, <const char*>addr, len(addr))
+        self.port = port
+        self.backlog = backlog
+        self.syn_max = max(backlog, 256)
+        self.aq_cap = backlog
+        self.acceptq = <void**>calloc(backlog, sizeof(void*))
+        if self.acceptq == NULL:
+            raise MemoryError()
+        self.aq_head = 0
+        self.aq_count = 0
+        self.wake_fd = wake_fd
+        self.closed = 0
+
+    def __dealloc__(self):
+        free(self.acceptq)
+
+    @property
+    def address(self) -> bytes:
+        return (<char*>self.addr)[:4 if self.version == 4 else 16]
+
+
+cdef class Engine:
+    """Engine(fd, *, mtu, addr4=None, addr6=None, vnet_hdr=False, tso4=False, tso6=False,
+    csum_offload=False)
+
+    The loop (``run``) and the calls application threads make into it. Addresses are packed
+    bytes (4 or 16).
+    """
+
+    def __cinit__(self):
+        self.wake_fd = -1
+        self.fd = -1
+        self.buckets = NULL
+        self.rxbuf = NULL
+        self.txbuf = NULL
+        self.loopq = NULL
+        self.loop_len = NULL
+        self.pcap = NULL
+        pthread_mutex_init(&self.lock, NULL)
+
+    def __init__(self, int fd, *, int mtu, addr4=None, addr6=None, bint vnet_hdr=False,
+                 bint tso4=False, bint tso6=False, bint csum_offload=False):
+        cdef bytes key = os.urandom(32)
+        self.fd = fd
+        self.mtu = mtu
+        self.vnet_hdr = vnet_hdr
+        self.tso4 = tso4 and vnet_hdr
+        self.tso6 = tso6 and vnet_hdr
+        self.csum_offload = csum_offload and vnet_hdr
+        self.has4 = addr4 is not None
+        self.has6 = addr6 is not None
+        memset(self.addr4, 0, 16)
+        memset(self.addr6, 0, 16)
+        if addr4 is not None:
+            memcpy(self.addr4, <const char*>addr4, 4)
+        if addr6 is not None:
+            memcpy(self.addr6, <const char*>addr6, 16)
+        memcpy(&self.secret, <const char*>key, 16)
+        memcpy(&self.hash_key, (<const char*>key) + 16, 16)
+        self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.wake_fd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self.nbuckets = 1024
+        self.buckets = <void**>calloc(self.nbuckets, sizeof(void*))
+        self.rxbuf = <uint8_t*>malloc(PKT_MAX)
+        self.txbuf = <uint8_t*>malloc(PKT_MAX)
+        self.loopq = <uint8_t*>malloc(<size_t>LOOP_SLOTS * LOOP_PKT)
+        self.loop_len = <uint32_t*>malloc(sizeof(uint32_t) * LOOP_SLOTS)
+        if not (self.buckets and self.rxbuf and self.txbuf and self.loopq and self.loop_len):
+            raise MemoryError()
+        memset(self.wheel, 0, sizeof(self.wheel))
+        memset(self.wheel_bits, 0, sizeof(self.wheel_bits))
+        memset(&self.st, 0, sizeof(self.st))
+        self.listeners = []
+        self.nlst = 0
+        self.release_head = NULL
+        self.dirty_head = NULL
+        self.start_us = _now_us()
+        self.wheel_tick = self.start_us // 1000
+        self.next_port = EPHEMERAL_LOW + (int.from_bytes(os.urandom(2), "little") %
+                                          (EPHEMERAL_HIGH - EPHEMERAL_LOW))
+        tcb_config_default(&self.cfg)
+        self.cfg.secret = self.secret
+        self.cfg.mss = mtu - 40
+        self.cfg.csum_partial = self.csum_offload
+        self.running = 0
+
+    def __dealloc__(self):
+        cdef uint32_t i
+        cdef void* p
+        cdef void* nxt
+        if self.pcap != NULL:
+            fclose(self.pcap)
+        if self.buckets != NULL:
+            for i in range(self.nbuckets):
+                p = self.buckets[i]
+                while p != NULL:
+                    nxt = (<Tcb>p).eng_hash_next
+                    Py_DECREF(<object>p)
+                    p = nxt
+            free(self.buckets)
+        p = self.release_head
+        while p != NULL:
+            nxt = (<Tcb>p).eng_hash_next
+            Py_DECREF(<object>p)
+            p = nxt
+        free(self.rxbuf)
+        free(self.txbuf)
+        free(self.loopq)
+        free(self.loop_len)
+        if self.wake_fd >= 0:
+            os.close(self.wake_fd)
+        pthread_mutex_destroy(&self.lock)
+
+    # =========================================================================================
+    # Connection table: a chained hash of the 4-tuple, keyed so that a peer cannot choose
+    # collisions (the same secret-keyed SipHash as the ISNs).
+    # =========================================================================================
+
+    cdef uint32_t _hash(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
+                        const uint8_t* raddr, uint16_t rport) noexcept nogil:
+        cdef uint8_t key[37]
+        key[0] = version
+        memcpy(key + 1, laddr, 16)
+        memcpy(key + 17, raddr, 16)
+        key[33] = <uint8_t>(lport >> 8)
+        key[34] = <uint8_t>lport
+        key[35] = <uint8_t>(rport >> 8)
+        key[36] = <uint8_t>rport
+        return <uint32_t>siphash24(&self.hash_key, key, 37)
+
+    cdef void* _lookup(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
+                       const uint8_t* raddr, uint16_t rport) noexcept nogil:
+        cdef uint32_t h = self._hash(version, laddr, lport, raddr, rport) & (self.nbuckets - 1)
+        cdef void* p = self.buckets[h]
+        while p != NULL:
+            if (<Tcb>p).lport == lport and (<Tcb>p).rport == rport and \
+                    (<Tcb>p).ip.version == version and \
+                    memcmp((<Tcb>p).ip.dst, raddr, 16) == 0 and \
+                    memcmp((<Tcb>p).ip.src, laddr, 16) == 0:
+                return p
+            p = (<Tcb>p).eng_hash_next
+        return NULL
+
+    cdef void _grow(self) noexcept nogil:
+        cdef uint32_t n = self.nbuckets * 2, i, h
+        cdef void** nb = <void**>calloc(n, sizeof(void*))
+        cdef void* p
+        cdef void* nxt
+        if nb == NULL:
+            return                        # keep the old table; chains just get longer
+        for i in range(self.nbuckets):
+            p = self.buckets[i]
+            while p != NULL:
+                nxt = (<Tcb>p).eng_hash_next
+                h = self._hash((<Tcb>p).ip.version, (<Tcb>p).ip.src, (<Tcb>p).lport,
+                               (<Tcb>p).ip.dst, (<Tcb>p).rport) & (n - 1)
+                (<Tcb>p).eng_hash_next = nb[h]
+                nb[h] = p
+                p = nxt
+        free(self.buckets)
+        self.buckets = nb
+        self.nbuckets = n
+
+    cdef void _insert(self, void* p) noexcept nogil:
+        """Put a connection into the table; the engine's reference is already taken."""
+        cdef uint32_t h
+        if self.nconns >= self.nbuckets:
+            self._grow()
+        h = self._hash((<Tcb>p).ip.version, (<Tcb>p).ip.src, (<Tcb>p).lport,
+                       (<Tcb>p).ip.dst, (<Tcb>p).rport) & (self.nbuckets - 1)
+        (<Tcb>p).eng_hash_next = self.buckets[h]
+        self.buckets[h] = p
+        (<Tcb>p).eng_in_table = 1
+        self.nconns += 1
+        self.st.connections_opened += 1
+
+    cdef void _unlink(self, void* p) noexcept nogil:
+        """Take a connection out of the table and off the wheel; its engine reference is let go
+        (with the GIL, later) unless it waits in an accept queue."""
+        cdef uint32_t h
+        cdef void** pp
+        cdef int i
+        if not (<Tcb>p).eng_in_table:
+            return
+        h = self._hash((<Tcb>p).ip.version, (<Tcb>p).ip.src, (<Tcb>p).lport,
+                       (<Tcb>p).ip.dst, (<Tcb>p).rport) & (self.nbuckets - 1)
+        pp = &self.buckets[h]
+        while pp[0] != NULL and pp[0] != p:
+            pp = &(<Tcb>pp[0]).eng_hash_next
+        if pp[0] == p:
+            pp[0] = (<Tcb>p).eng_hash_next
+        (<Tcb>p).eng_in_table = 0
+        self.nconns -= 1
+        self.st.connections_closed += 1
+        self._wheel_remove(p)
+        if (<Tcb>p).eng_embryonic:
+            (<Tcb>p).eng_embryonic = 0
+            if (<Tcb>p).eng_listener != NULL:
+                _syn_done((<Tcb>p).eng_listener)
+        self._add_totals(p)
+        if not (<Tcb>p).eng_queued:
+            (<Tcb>p).eng_hash_next = self.release_head
+            self.release_head = p
+
+    cdef void _add_totals(self, void* p) noexcept nogil:
+        cdef uint64_t* dst = <uint64_t*>&self.closed_totals
+        cdef uint64_t* src = <uint64_t*>&(<Tcb>p).stats
+        cdef size_t i
+        for i in range(sizeof(self.closed_totals) // 8):
+            dst[i] += src[i]
+
+    cdef void _release_all(self) noexcept with gil:
+        cdef void* p = self.release_head
+        cdef void* nxt
+        self.release_head = NULL
+        while p != NULL:
+            nxt = (<Tcb>p).eng_hash_next
+            (<Tcb>p).eng_hash_next = NULL
+            (<Tcb>p).eng_listener = NULL
+            Py_DECREF(<object>p)
+            p = nxt
+
+    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept with gil:
+        """A new connection object, with the engine's reference taken (NULL when out of memory)."""
+        cdef Tcb t
+        try:
+            t = Tcb.__new__(Tcb)
+        except MemoryError:
+            return NULL
+        t.configure(cfg)
+        Py_INCREF(t)
+        return <void*>t
+
+    # =========================================================================================
+    # Timer wheel: 1 ms ticks, O(1) insert and remove, a bitmap of non-empty slots to find the
+    # next one quickly. Entries for later turns of the wheel stay in their slot until due.
+    # =========================================================================================
+
+    cdef void _wheel_remove(self, void* p) noexcept nogil:
+        cdef int slot = (<Tcb>p).eng_wheel_slot
+        cdef void* prev
+        cdef void* nxt
+        if slot < 0:
+            return
+        prev = (<Tcb>p).eng_wheel_prev
+        nxt = (<Tcb>p).eng_wheel_next
+        if prev != NULL:
+            (<Tcb>prev).eng_wheel_next = nxt
+        else:
+            self.wheel[slot] = nxt
+            if nxt == NULL:
+                self.wheel_bits[slot >> 6] &= ~(1ULL << (slot & 63))
+        if nxt != NULL:
+            (<Tcb>nxt).eng_wheel_prev = prev
+        (<Tcb>p).eng_wheel_slot = -1
+        (<Tcb>p).eng_wheel_next = NULL
+        (<Tcb>p).eng_wheel_prev = NULL
+        self.wheel_count -= 1
+
+    cdef void _schedule(self, void* p, uint64_t now) noexcept nogil:
+        cdef uint64_t at = (<Tcb>p).poll_at()
+        cdef uint64_t tick
+        cdef int slot
+        self._wheel_remove(p)
+        if at == 0 or not (<Tcb>p).eng_in_table:
+            return
+        if at <= now:
+            at = now + 1000               # due but nothing went out: look again in a tick
+        tick = at // 1000
+        if tick <= self.wheel_tick:
+            tick = self.wheel_tick + 1
+        slot = <int>(tick & (WHEEL_SLOTS - 1))
+        (<Tcb>p).eng_wheel_at = at
+        (<Tcb>p).eng_wheel_slot = slot
+        (<Tcb>p).eng_wheel_prev = NULL
+        (<Tcb>p).eng_wheel_next = self.wheel[slot]
+        if self.wheel[slot] != NULL:
+            (<Tcb>self.wheel[slot]).eng_wheel_prev = p
+        self.wheel[slot] = p
+        self.wheel_bits[slot >> 6] |= 1ULL << (slot & 63)
+        self.wheel_count += 1
+
+    cdef void _run_timers(self, uint64_t now) noexcept nogil:
+        cdef uint64_t now_tick = now // 1000, t, last
+        cdef int slot
+        cdef void* p
+        cdef void* nxt
+        if self.wheel_count == 0 or now_tick <= self.wheel_tick:
+            if now_tick > self.wheel_tick:
+                self.wheel_tick = now_tick
+            return
+        last = now_tick
+        if now_tick - self.wheel_tick > WHEEL_SLOTS:
+            last = self.wheel_tick + WHEEL_SLOTS
+        t = self.wheel_tick + 1
+        while t <= last:
+            slot = <int>(t & (WHEEL_SLOTS - 1))
+            if self.wheel_bits[slot >> 6] & (1ULL << (slot & 63)):
+                p = self.wheel[slot]
+                while p != NULL:
+                    nxt = (<Tcb>p).eng_wheel_next
+                    if (<Tcb>p).eng_wheel_at <= now:
+                        self._wheel_remove(p)
+                        self._mark_dirty(p)
+                    p = nxt
+            t += 1
+        self.wheel_tick = now_tick
+
+    cdef int _poll_timeout(self, uint64_t now) noexcept nogil:
+        """Milliseconds until the next non-empty slot of the wheel (-1: none)."""
+        cdef uint64_t now_tick = now // 1000
+        cdef uint64_t word, d
+        cdef int start, i, k, slot, w
+        if self.dirty_head != NULL or self.loop_count or self.release_head != NULL:
+            return 0
+        if self.wheel_count == 0:
+            return -1
+        if now_tick > self.wheel_tick:
+            return 0
+        start = <int>((self.wheel_tick + 1) & (WHEEL_SLOTS - 1))
+        # Scan the bitmap from start, wrapping once.
+        for i in range(WHEEL_SLOTS // 64 + 1):
+            w = ((start >> 6) + i) % (WHEEL_SLOTS // 64)
+            word = self.wheel_bits[w]
+            if i == 0:
+                word &= ~0ULL << (start & 63)
+            if word:
+                k = __builtin_ctzll(word)
+                slot = w * 64 + k
+                d = <uint64_t>((slot - start) & (WHEEL_SLOTS - 1)) + 1
+                return <int>d
+        return -1
+
+    cdef void _mark_dirty(self, void* p) noexcept nogil:
+        if (<Tcb>p).eng_dirty:
+            return
+        (<Tcb>p).eng_dirty = 1
+        (<Tcb>p).eng_dirty_next = self.dirty_head
+        self.dirty_head = p
+
+    # =========================================================================================
+    # Output
+    # =========================================================================================
+
+    cdef bint _is_ours(self, uint8_t version, const uint8_t* addr) noexcept nogil:
+        if version == 4:
+            return self.has4 and memcmp(addr, self.addr4, 4) == 0
+        return self.has6 and memcmp(addr, self.addr6, 16) == 0
+
+    cdef void _pcap(self, const uint8_t* pkt, size_t n) noexcept nogil:
+        cdef timespec ts
+        cdef uint32_t rec[4]
+        if self.pcap == NULL:
+            return
+        clock_gettime(CLOCK_REALTIME, &ts)
+        rec[0] = <uint32_t>ts.tv_sec
+        rec[1] = <uint32_t>(ts.tv_nsec // 1000)
+        rec[2] = <uint32_t>(n if n < 65535 else 65535)
+        rec[3] = <uint32_t>n
+        fwrite(rec, 4, 4, self.pcap)
+        fwrite(pkt, 1, rec[2], self.pcap)
+
+    cdef void _output(self, uint8_t* frame, size_t n, void* tcb, bint partial) noexcept nogil:
+        """Send one packet that sits at frame + VNET. To our own address it is queued for the
+        input path; otherwise it goes to the device, with a virtio-net header in offload mode."""
+        cdef uint8_t* pkt = frame + VNET
+        cdef uint8_t version = pkt[0] >> 4
+        cdef const uint8_t* dst = pkt + 16 if version == 4 else pkt + 24
+        cdef size_t ihl, thl, payload
+        cdef uint16_t smss
+        cdef ssize_t w
+        cdef uint32_t slot
+        self._pcap(pkt, n)
+        self.st.packets_out += 1
+        self.st.bytes_out += n
+        if self._is_ours(version, dst):
+            # Delivered inside the stack: a tcpfast client can reach a tcpfast server.
+            if self.loop_count >= LOOP_SLOTS or n > LOOP_PKT:
+                self.st.loopback_dropped += 1
+                return
+            slot = (self.loop_head + self.loop_count) % LOOP_SLOTS
+            memcpy(self.loopq + <size_t>slot * LOOP_PKT, pkt, n)
+            # A partial checksum never met a device that would complete it: mark it valid.
+            self.loop_len[slot] = <uint32_t>n | (LOOP_PARTIAL if partial else 0)
+            self.loop_count += 1
+            self.st.loopback_packets += 1
+            if tcb == NULL:
+                _signal(self.wake_fd)
+            return
+        if self.vnet_hdr:
+            memset(frame, 0, VNET)
+            if pkt[0] >> 4 == 4:
+                ihl = (pkt[0] & 0x0f) * 4
+            else:
+                ihl = 40
+            if partial:
+                thl = (pkt[ihl + 12] >> 4) * 4
+                frame[0] = VNET_F_NEEDS_CSUM
+                store_le16(frame + 6, <uint16_t>ihl)             # csum_start
+                store_le16(frame + 8, 16)                        # csum_offset (TCP checksum)
+                payload = n - ihl - thl
+                smss = (<Tcb>tcb).smss if tcb != NULL else 0
+                if smss and payload > smss:
+                    frame[1] = GSO_TCPV4 if version == 4 else GSO_TCPV6
+                    store_le16(frame + 2, <uint16_t>(ihl + thl))  # hdr_len
+                    store_le16(frame + 4, smss)                   # gso_size
+                    self.st.gso_out += 1
+            w = write(self.fd, frame, n + VNET)
+        else:
+            w = write(self.fd, pkt, n)
+        if w < 0:
+            self.st.write_errors += 1
+
+    cdef void _flush(self, void* p, uint64_t now) noexcept nogil:
+        """Send everything the connection has due, then file it: wheel, wake-ups, accept queue,
+        or out of the table."""
+        cdef size_t n
+        cdef int guard = 0
+        cdef bint partial = (<Tcb>p).cfg.csum_partial
+        while guard < 100000:
+            n = (<Tcb>p).poll_transmit(self.txbuf + VNET, PKT_MAX - VNET, now)
+            if n == 0:
+                break
+            self._output(self.txbuf, n, p, partial)
+            guard += 1
+        self._after(p, now)
+
+    cdef void _after(self, void* p, uint64_t now) noexcept nogil:
+        cdef int state = (<Tcb>p).state
+        cdef int ev, slot
+        cdef uint32_t rcv, space
+        # An embryonic connection that completed its handshake goes to the accept queue.
+        if (<Tcb>p).eng_embryonic and state != SYN_RECEIVED and state != LISTEN and \
+                state != CLOSED:
+            (<Tcb>p).eng_embryonic = 0
+            if (<Tcb>p).eng_listener != NULL:
+                _syn_done((<Tcb>p).eng_listener)
+                if (<Listener>(<Tcb>p).eng_listener).closed or \
+                        (<Listener>(<Tcb>p).eng_listener).aq_count >= \
+                        (<Listener>(<Tcb>p).eng_listener).aq_cap:
+                    # Nobody will accept it: reset it (accept queue full, listener gone).
+                    self.st.dropped_backlog += 1
+                    (<Tcb>p).user_abort(now)
+                    self._flush(p, now)
+                    return
+                self._aq_push(<Listener>(<Tcb>p).eng_listener, p)
+        # Wake a socket waiting on it.
+        if (<Tcb>p).eng_wake_fd >= 0:
+            ev = (<Tcb>p).events
+            rcv = (<Tcb>p).recv_available()
+            space = (<Tcb>p).send_space()
+            if (ev & ~(<Tcb>p).eng_last_events) or rcv > (<Tcb>p).eng_last_rcv or \
+                    space > (<Tcb>p).eng_last_space:
+                _signal((<Tcb>p).eng_wake_fd)
+            (<Tcb>p).eng_last_events = ev
+            (<Tcb>p).eng_last_rcv = rcv
+            (<Tcb>p).eng_last_space = space
+        # A connection that is over (or an embryonic one back in LISTEN) leaves the table.
+        if state == CLOSED or (state == LISTEN and (<Tcb>p).eng_listener != NULL):
+            self._unlink(p)
+            return
+        self._schedule(p, now)
+
+    cdef void _aq_push(self, Listener l, void* p) noexcept nogil:
+        cdef int slot = (l.aq_head + l.aq_count) % l.aq_cap
+        l.acceptq[slot] = p
+        l.aq_count += 1
+        (<Tcb>p).eng_queued = 1
+        _signal(l.wake_fd)
+
+    cdef void _flush_dirty(self, uint64_t now) noexcept nogil:
+        cdef void* p
+        while self.dirty_head != NULL:
+            p = self.dirty_head
+            self.dirty_head = (<Tcb>p).eng_dirty_next
+            (<Tcb>p).eng_dirty_next = NULL
+            (<Tcb>p).eng_dirty = 0
+            if (<Tcb>p).eng_in_table:
+                self._flush(p, now)
+
+    cdef void _send_rst_for(self, const pkt_repr* p) noexcept nogil:
+        cdef size_t n = reset_for_segment(p, self.txbuf + VNET, PKT_MAX - VNET, 64)
+        if n:
+            self.st.resets_sent += 1
+            self._output(self.txbuf, n, NULL, False)
+
+    # =========================================================================================
+    # Input
+    # =========================================================================================
+
+    cdef void _input(self, uint8_t* pkt, size_t n, int flags, uint64_t now) noexcept nogil:
+        cdef pkt_repr p
+        cdef wire_reason r
+        self._pcap(pkt, n)
+        self.st.packets_in += 1
+        self.st.bytes_in += n
+        r = packet_parse(pkt, n, &p, flags)
+        if r != WIRE_OK:
+            self.st.malformed[<int>r] += 1     # dropped and counted, never raised
+            return
+        if not self._is_ours(p.ip.version, p.ip.dst):
+            self.st.not_ours += 1
+            return
+        if p.ip.protocol == PROTO_TCP:
+            self._tcp_input(&p, pkt, now)
+        else:
+            self._icmp_input(&p, pkt, now)
+
+    cdef void* _listener_for(self, uint8_t version, const uint8_t* addr, uint16_t port) noexcept nogil:
+        cdef int i
+        cdef void* best = NULL
+        cdef uint8_t zero[16]
+        memset(zero, 0, 16)
+        for i in range(self.nlst):
+            if (<Listener>self.lst[i]).port != port or (<Listener>self.lst[i]).version != version \
+                    or (<Listener>self.lst[i]).closed:
+                continue
+            if memcmp((<Listener>self.lst[i]).addr, addr, 16) == 0:
+                return self.lst[i]        # an exact address wins over the wildcard
+            if memcmp((<Listener>self.lst[i]).addr, zero, 16) == 0:
+                best = self.lst[i]
+        return best
+
+    cdef void _tcp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+        cdef const tcp_repr* th = &p.tcp
+        cdef void* t = self._lookup(p.ip.version, p.ip.dst, th.dst_port, p.ip.src, th.src_port)
+        cdef void* l
+        cdef int action
+        if t != NULL:
+            if (<Tcb>t).state == TIME_WAIT and (th.flags & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN \
+                    and seq_gt(th.seq, (<Tcb>t).rcv_nxt) and \
+                    self._listener_for(p.ip.version, p.ip.dst, th.dst_port) != NULL:
+                # RFC 1122 §4.2.2.13 (and RFC 6191): a new SYN whose sequence number lies above
+                # the old connection's may reopen a 4-tuple in TIME-WAIT.
+                self.st.time_wait_reused += 1
+                (<Tcb>t).state = CLOSED
+                self._unlink(t)
+            else:
+                action = (<Tcb>t).on_segment(p, pkt, now)
+                if action == SEG_REPLY_RST:
+                    self._send_rst_for(p)
+                self._mark_dirty(t)
+                return
+        l = self._listener_for(p.ip.version, p.ip.dst, th.dst_port)
+        if l == NULL:
+            # RFC 9293 §3.10.7.1: no connection, no listener: reset (never answering a reset).
+            self.st.dropped_no_listener += 1
+            self._send_rst_for(p)
+            return
+        if (th.flags & (TH_SYN | TH_ACK | TH_RST | TH_FIN)) == TH_SYN:
+            self._syn_input(<Listener>l, p, pkt, now)
+        elif (th.flags & (TH_SYN | TH_ACK | TH_RST)) == TH_ACK:
+            if not self._cookie_input(<Listener>l, p, pkt, now):
+                self._send_rst_for(p)     # an ACK for nothing we know (§3.10.7.2)
+        elif not (th.flags & TH_RST):
+            self._send_rst_for(p)
+
+    cdef void _syn_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+        cdef void* t
+        if l.aq_count >= l.aq_cap:
+            # The accept queue is full: Linux drops the SYN (the peer will retry).
+            self.st.dropped_backlog += 1
+            return
+        if l.syn_count >= l.syn_max:
+            # The SYN queue is full (a SYN flood, or a burst): answer without keeping state
+            # (RFC 4987 §3.6, SYN cookies).
+            self._send_cookie(l, p)
+            return
+        t = self._new_tcb(&l.cfg)
+        if t == NULL:
+            self._send_cookie(l, p)
+            return
+        (<Tcb>t).user_listen()
+        (<Tcb>t).on_segment(p, pkt, now)
+        (<Tcb>t).eng_listener = <void*>l
+        (<Tcb>t).eng_embryonic = 1
+        l.syn_count += 1
+        self._insert(t)
+        self._mark_dirty(t)
+
+    cdef uint32_t _cookie_hash(self, const pkt_repr* p, uint32_t peer_isn, uint32_t counter) noexcept nogil:
+        cdef uint8_t key[45]
+        key[0] = p.ip.version
+        memcpy(key + 1, p.ip.src, 16)
+        memcpy(key + 17, p.ip.dst, 16)
+        store16(key + 33, p.tcp.src_port)
+        store16(key + 35, p.tcp.dst_port)
+        memcpy(key + 37, &peer_isn, 4)
+        memcpy(key + 41, &counter, 4)
+        return <uint32_t>siphash24(&self.secret, key, 45)
+
+    cdef void _send_cookie(self, Listener l, const pkt_repr* p) noexcept nogil:
+        """<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK> with an MSS option and nothing kept. The
+        cookie (Linux's layout): 5 bits of a 64-second counter, 3 bits of MSS index, 24 bits of
+        a keyed hash of the 4-tuple, the peer's ISN and the counter."""
+        cdef ip_repr ip
+        cdef tcp_repr t
+        cdef uint32_t counter = <uint32_t>((now_s()) // COOKIE_PERIOD_S)
+        cdef uint16_t peer_mss = p.tcp.mss if p.tcp.has_mss else (536 if p.ip.version == 4 else 1220)
+        cdef int idx = 0, k
+        cdef size_t n
+        for k in range(8):
+            if MSS_TABLE[k] <= peer_mss:
+                idx = k
+        memset(&ip, 0, sizeof(ip))
+        memset(&t, 0, sizeof(t))
+        ip.version = p.ip.version
+        ip.ttl = 64
+        ip.dont_fragment = 1
+        memcpy(ip.src, p.ip.dst, 16)
+        memcpy(ip.dst, p.ip.src, 16)
+        t.src_port = p.tcp.dst_port
+        t.dst_port = p.tcp.src_port
+        t.seq = ((counter & 0x1f) << 27) | (<uint32_t>idx << 24) | \
+            (self._cookie_hash(p, p.tcp.seq, counter) & 0xffffff)
+        t.ack = p.tcp.seq + 1
+        t.flags = TH_SYN | TH_ACK
+        t.window = <uint16_t>(l.cfg.rcvbuf if l.cfg.rcvbuf < 0xffff else 0xffff)
+        t.has_mss = 1
+        t.mss = l.cfg.mss
+        n = tcp_packet_emit(self.txbuf + VNET, PKT_MAX - VNET, &ip, &t, 0, False)
+        if n:
+            self.st.syncookies_sent += 1
+            self._output(self.txbuf, n, NULL, False)
+
+    cdef bint _cookie_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+        """An ACK for no connection: a returning SYN cookie? Checked for the current and the
+        previous counter; a good one makes the connection, straight into ESTABLISHED."""
+        cdef uint32_t cookie = p.tcp.ack - 1
+        cdef uint32_t peer_isn = p.tcp.seq - 1
+        cdef uint32_t counter = <uint32_t>(now_s() // COOKIE_PERIOD_S)
+        cdef uint32_t c
+        cdef int age, idx
+        cdef void* t
+        if self.st.syncookies_sent == 0:
+            return False
+        c = cookie >> 27
+        age = <int>((counter - c) & 0x1f)
+        if age > 1:
+            self.st.syncookies_failed += 1
+            return False
+        if (self._cookie_hash(p, peer_isn, counter - <uint32_t>age) & 0xffffff) != (cookie & 0xffffff):
+            self.st.syncookies_failed += 1
+            return False
+        if l.aq_count >= l.aq_cap:
+            self.st.dropped_backlog += 1
+            return True                   # valid but no room: drop; the peer retransmits
+        idx = (cookie >> 24) & 7
+        t = self._new_tcb(&l.cfg)
+        if t == NULL:
+            return True
+        (<Tcb>t).open_from_cookie(p, cookie, MSS_TABLE[idx], now)
+        (<Tcb>t).eng_listener = <void*>l
+        self._insert(t)
+        self.st.syncookies_accepted += 1
+        self._aq_push(l, t)
+        (<Tcb>t).on_segment(p, pkt, now)  # any data the ACK carries
+        self._mark_dirty(t)
+        return True
+
+    cdef void _icmp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+        cdef icmp_repr* m = &p.icmp
+        cdef ip_repr ip
+        cdef icmp_repr reply
+        cdef size_t n, ihl
+        cdef void* t
+        cdef int err = 0
+        cdef bint hard = False
+        cdef uint32_t mtu = 0
+        if (p.ip.version == 4 and m.type == 8) or (p.ip.version == 6 and m.type == 128):
+            # Echo request -> echo reply with the same identifier, sequence and data (RFC 792,
+            # RFC 4443 §4.2).
+            memset(&ip, 0, sizeof(ip))
+            ip.version = p.ip.version
+            ip.ttl = 64
+            memcpy(ip.src, p.ip.dst, 16)
+            memcpy(ip.dst, p.ip.src, 16)
+            memset(&reply, 0, sizeof(reply))
+            reply.type = 0 if p.ip.version == 4 else 129
+            reply.ident = m.ident
+            reply.seq = m.seq
+            ihl = ip_header_len(&ip)
+            if ihl + 8 + m.body_len > PKT_MAX - VNET:
+                return
+            memcpy(self.txbuf + VNET + ihl + 8, pkt + m.body_off, m.body_len)
+            n = icmp_packet_emit(self.txbuf + VNET, PKT_MAX - VNET, &ip, &reply, m.body_len)
+            if n:
+                self.st.icmp_echo_replies += 1
+                self._output(self.txbuf, n, NULL, False)
+            return
+        if not (m.has_quote and m.quote_has_ports and m.quote_ip.protocol == PROTO_TCP):
+            self.st.icmp_unmatched += 1
+            return
+        # The quoted packet is one we sent: its source is us, its destination the peer.
+        t = self._lookup(m.quote_ip.version, m.quote_ip.src, m.quote_src_port, m.quote_ip.dst,
+                         m.quote_dst_port)
+        if t == NULL or not seq_between((<Tcb>t).snd_una, m.quote_seq, (<Tcb>t).snd_max):
+            # RFC 5927 §4.1: an error about a sequence number we have no data in flight for is
+            # not believed.
+            self.st.icmp_unmatched += 1
+            return
+        if p.ip.version == 4:
+            if m.type == 3 and m.code == 4:
+                mtu = m.mtu
+            elif m.type == 3:
+                hard = m.code == 2 or m.code == 3
+                err = ECONNREFUSED if hard else (ENETUNREACH if m.code == 0 else EHOSTUNREACH)
+            else:
+                err = EPROTO
+        else:
+            if m.type == 2:
+                mtu = m.mtu
+            elif m.type == 1:
+                hard = m.code == 4
+                err = ECONNREFUSED if hard else EHOSTUNREACH
+            else:
+                err = EPROTO
+        self.st.icmp_errors += 1
+        (<Tcb>t).on_icmp_error(err, mtu, hard)
+        self._mark_dirty(t)
+
+    cdef void _drain_loopback(self, uint64_t now) noexcept nogil:
+        cdef uint32_t slot, n
+        cdef int rounds = 0
+        while self.loop_count and rounds < 4 * LOOP_SLOTS:
+            slot = self.loop_head
+            n = self.loop_len[slot]
+            self.loop_head = (self.loop_head + 1) % LOOP_SLOTS
+            self.loop_count -= 1
+            # Copy out: handling it may queue more packets into the same ring.
+            memcpy(self.rxbuf, self.loopq + <size_t>slot * LOOP_PKT, n & ~LOOP_PARTIAL)
+            self._input(self.rxbuf, n & ~LOOP_PARTIAL,
+                        PARSE_SKIP_L4_CHECKSUM if n & LOOP_PARTIAL else 0, now)
+            rounds += 1
+            if self.loop_count == 0:
+                self._flush_dirty(now)
+
+    # =========================================================================================
+    # The loop
+    # =========================================================================================
+
+    cdef void _loop(self) noexcept nogil:
+        cdef pollfd fds[2]
+        cdef int timeout, i
+        cdef ssize_t n
+        cdef uint64_t now, drain
+        cdef int flags
+        while self.running:
+            pthread_mutex_lock(&self.lock)
+            timeout = self._poll_timeout(_now_us())
+            pthread_mutex_unlock(&self.lock)
+            fds[0].fd = self.fd
+            fds[0].events = POLLIN
+            fds[0].revents = 0
+            fds[1].fd = self.wake_fd
+            fds[1].events = POLLIN
+            fds[1].revents = 0
+            if poll(fds, 2, timeout) < 0 and errno != EINTR:
+                break
+            if not self.running:
+                break
+            pthread_mutex_lock(&self.lock)
+            now = _now_us()
+            if fds[1].revents & POLLIN:
+                read(self.wake_fd, &drain, 8)
+            if fds[0].revents & POLLIN:
+                for i in range(BATCH):
+                    n = read(self.fd, self.rxbuf, PKT_MAX)
+                    if n <= 0:
+                        break
+                    if self.vnet_hdr:
+                        if n < VNET:
+                            self.st.malformed[1] += 1
+                            continue
+                        flags = 0
+                        if self.rxbuf[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID):
+                            # The kernel vouches for (or has yet to compute) the checksum.
+                            flags = PARSE_SKIP_L4_CHECKSUM
+                        if self.rxbuf[1] != GSO_NONE:
+                            self.st.gso_in += 1
+                        self._input(self.rxbuf + VNET, n - VNET, flags, now)
+                    else:
+                        self._input(self.rxbuf, n, 0, now)
+            self._drain_loopback(now)
+            self._run_timers(now)
+            self._flush_dirty(now)
+            self._drain_loopback(now)
+            pthread_mutex_unlock(&self.lock)
+            if self.release_head != NULL:
+                self._release_all()
+
+    def run(self):
+        """Run the loop in the calling thread until :meth:`stop`."""
+        self.running = 1
+        with nogil:
+            self._loop()
+
+    def stop(self):
+        self.running = 0
+        _signal(self.wake_fd)
+
+    # =========================================================================================
+    # Calls from application threads (the GIL is held; the mutex is taken without it)
+    # =========================================================================================
+
+    cdef inline void _lock(self):
+        with nogil:
+            pthread_mutex_lock(&self.lock)
+
+    cdef inline void _unlock(self):
+        pthread_mutex_unlock(&self.lock)
+
+    cdef void _settle(self, void* p) noexcept:
+        """After a user call: flush what it made due (from this thread), run the rest."""
+        cdef uint64_t now = _now_us()
+        with nogil:
+            self._flush(p, now)
+            self._flush_dirty(now)
+            if self.loop_count:
+                _signal(self.wake_fd)     # local delivery is the engine thread's job
+
+    def configure(self, **options):
+        """Set the default options of new connections (keys as the Tcb constructor)."""
+        config_update(&self.cfg, options)
+
+    def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int wake_fd):
+        """Active open from (laddr, lport) (lport 0: an ephemeral port) to (raddr, rport)."""
+        cdef uint8_t la[16]
+        cdef uint8_t ra[16]
+        cdef uint8_t version = 4 if len(raddr) == 4 else 6
+        cdef tcb_config cfg = self.cfg
+        cdef void* p
+        cdef Tcb t
+        cdef int port, tries
+        cdef ip_repr ip
+        if len(laddr) != len(raddr):
+            raise OSError(EINVAL, "address families differ")
+        memset(la, 0, 16)
+        memset(ra, 0, 16)
+        memcpy(la, <const char*>laddr, len(laddr))
+        memcpy(ra, <const char*>raddr, len(raddr))
+        config_update(&cfg, options)
+        t = Tcb.__new__(Tcb)
+        t.configure(&cfg)
+        self._lock()
+        try:
+            if lport == 0:
+                port = 0
+                for tries in range(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1):
+                    self.next_port += 1
+                    if self.next_port > EPHEMERAL_HIGH or self.next_port < EPHEMERAL_LOW:
+                        self.next_port = EPHEMERAL_LOW
+                    if self._lookup(version, la, self.next_port, ra, rport) == NULL and \
+                            not self._port_listened(version, self.next_port):
+                        port = self.next_port
+                        break
+                if port == 0:
+                    raise OSError(EADDRNOTAVAIL, os.strerror(EADDRNOTAVAIL))
+                lport = port
+            elif self._lookup(version, la, lport, ra, rport) != NULL:
+                raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+            memset(&ip, 0, sizeof(ip))
+            ip.version = version
+            memcpy(ip.src, la, 16)
+            memcpy(ip.dst, ra, 16)
+            t.set_endpoints(&ip, <uint16_t>lport, <uint16_t>rport)
+            t.eng_wake_fd = wake_fd
+            Py_INCREF(t)
+            self._insert(<void*>t)
+            t.user_open(_now_us())
+            self._settle(<void*>t)
+        finally:
+            self._unlock()
+        return t
+
+    cdef bint _port_listened(self, uint8_t version, uint16_t port) noexcept nogil:
+        cdef int i
+        for i in range(self.nlst):
+            if (<Listener>self.lst[i]).port == port and (<Listener>self.lst[i]).version == version \
+                    and not (<Listener>self.lst[i]).closed:
+                return True
+        return False
+
+    def listen(self, bytes addr, int port, int backlog, dict options, int wake_fd):
+        """Passive open on (addr, port); addr of zeros: any of the stack's addresses."""
+        cdef int version = 4 if len(addr) == 4 else 6
+        cdef Listener l = Listener(version, addr, port, backlog, wake_fd)
+        cdef tcb_config cfg = self.cfg
+        config_update(&cfg, options)
+        l.cfg = cfg
+        self._lock()
+        try:
+            if self.nlst >= MAX_LISTENERS:
+                raise OSError(ENOMEM, "too many listening sockets")
+            self.listeners.append(l)
+            self.lst[self.nlst] = <void*>l
+            self.nlst += 1
+        finally:
+            self._unlock()
+        return l
+
+    def unlisten(self, Listener l):
+        """Close a listener: connections still in its queues are reset (as Linux does)."""
+        cdef int i, j
+        cdef void* p
+        cdef uint64_t now = _now_us()
+        self._lock()
+        try:
+            l.closed = 1
+            for i in range(self.nlst):
+                if self.lst[i] == <void*>l:
+                    for j in range(i, self.nlst - 1):
+                        self.lst[j] = self.lst[j + 1]
+                    self.nlst -= 1
+                    break
+            while l.aq_count:
+                p = l.acceptq[l.aq_head]
+                l.aq_head = (l.aq_head + 1) % l.aq_cap
+                l.aq_count -= 1
+                (<Tcb>p).eng_queued = 0
+                (<Tcb>p).user_abort(now)
+                if (<Tcb>p).eng_in_table:
+                    self._settle(p)
+                else:
+                    Py_DECREF(<object>p)
+        finally:
+            self._unlock()
+        if l in self.listeners:
+            self.listeners.remove(l)
+        if self.release_head != NULL:
+            self._release_all()
+
+    def accept(self, Listener l):
+        """The next established connection of the listener, or None."""
+        cdef void* p
+        cdef Tcb t
+        self._lock()
+        try:
+            if l.aq_count == 0:
+                return None
+            p = l.acceptq[l.aq_head]
+            l.aq_head = (l.aq_head + 1) % l.aq_cap
+            l.aq_count -= 1
+            (<Tcb>p).eng_queued = 0
+            t = <Tcb>p                    # our own reference now
+            if not t.eng_in_table:
+                Py_DECREF(t)              # the engine's reference, kept only for the queue
+        finally:
+            self._unlock()
+        return t
+
+    def local_port_in_use(self, int version, int port) -> bool:
+        """Does any connection (in any state, TIME-WAIT included) use this local port?"""
+        cdef uint32_t i
+        cdef void* p
+        self._lock()
+        try:
+            for i in range(self.nbuckets):
+                p = self.buckets[i]
+                while p != NULL:
+                    if (<Tcb>p).lport == port and (<Tcb>p).ip.version == version:
+                        return True
+                    p = (<Tcb>p).eng_hash_next
+            return self._port_listened(<uint8_t>version, <uint16_t>port)
+        finally:
+            self._unlock()
+
+    def set_wake(self, Tcb t, int fd):
+        self._lock()
+        t.eng_wake_fd = fd
+        self._unlock()
+
+    def arm(self, Tcb t):
+        """Before waiting on the socket's fd: any change from now on wakes it."""
+        self._lock()
+        t.eng_last_events = t.events
+        t.eng_last_rcv = t.recv_available()
+        t.eng_last_space = t.send_space()
+        self._unlock()
+
+    def send(self, Tcb t, data) -> int:
+        """Queue bytes on the connection and send what may go now; -errno on error."""
+        cdef const uint8_t[::1] d
+        cdef int64_t r
+        cdef size_t n = len(data)
+        if n == 0:
+            return 0
+        d = data
+        self._lock()
+        try:
+            r = t.user_send(&d[0], n, _now_us())
+            if r > 0:
+                self._settle(<void*>t)
+        finally:
+            self._unlock()
+        return r
+
+    def recv_into(self, Tcb t, buffer, Py_ssize_t nbytes, bint peek) -> int:
+        """Copy received bytes into ``buffer``; 0 at end of stream; -errno (-EAGAIN: none yet)."""
+        cdef uint8_t[::1] out = buffer
+        cdef int64_t r
+        cdef uint32_t adv
+        if nbytes <= 0 or nbytes > out.shape[0]:
+            nbytes = out.shape[0]
+        if nbytes == 0:
+            return 0
+        self._lock()
+        try:
+            adv = t.rcv_adv
+            r = t.user_recv(&out[0], nbytes, peek, _now_us())
+            if r > 0 and not peek and t.eng_in_table and t.ack_now:
+                self._settle(<void*>t)    # a window update is due
+        finally:
+            self._unlock()
+        return r
+
+    def shutdown(self, Tcb t) -> int:
+        cdef int r
+        self._lock()
+        try:
+            r = t.user_shutdown(_now_us())
+            if t.eng_in_table:
+                self._settle(<void*>t)
+        finally:
+            self._unlock()
+        return r
+
+    def close(self, Tcb t) -> int:
+        cdef int r
+        self._lock()
+        try:
+            t.eng_wake_fd = -1
+            r = t.user_close(_now_us())
+            if t.eng_in_table:
+                self._settle(<void*>t)
+        finally:
+            self._unlock()
+        if self.release_head != NULL:
+            self._release_all()
+        return r
+
+    def abort(self, Tcb t) -> int:
+        cdef int r
+        self._lock()
+        try:
+            r = t.user_abort(_now_us())
+            if t.eng_in_table:
+                self._settle(<void*>t)
+        finally:
+            self._unlock()
+        if self.release_head != NULL:
+            self._release_all()
+        return r
+
+    def set_options(self, Tcb t, dict options):
+        """Change a connection's options (socket options); takes effect for what follows."""
+        self._lock()
+        try:
+            config_update(&t.cfg, options)
+            t.reconfigure()
+            if t.eng_in_table:
+                self._settle(<void*>t)
+        finally:
+            self._unlock()
+
+    def state_of(self, Tcb t):
+        """(state name, events, error, recv available, send space) under the lock."""
+        self._lock()
+        try:
+            return (STATE_NAMES[t.state], t.events, t.error, t.recv_available(), t.send_space())
+        finally:
+            self._unlock()
+
+    # --- introspection -------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counters in the spirit of ``netstat -s``: the engine's and the connections' (live and
+        gone) added up."""
+        cdef uint32_t i
+        cdef void* p
+        cdef dict out, st, totals
+        self._lock()
+        try:
+            st = self.st
+            totals = self.closed_totals
+            for i in range(self.nbuckets):
+                p = self.buckets[i]
+                while p != NULL:
+                    for k, v in (<Tcb>p).counters.items():
+                        totals[k] += v
+                    p = (<Tcb>p).eng_hash_next
+        finally:
+            self._unlock()
+        from tcpfast._wire import Reason
+        out = {}
+        for key in ("packets_in", "packets_out", "bytes_in", "bytes_out", "not_ours", "not_tcp",
+                    "resets_sent", "dropped_no_listener", "dropped_backlog", "syncookies_sent",
+                    "syncookies_accepted", "syncookies_failed", "icmp_echo_replies",
+                    "icmp_errors", "icmp_unmatched", "loopback_packets", "loopback_dropped",
+                    "write_errors", "gso_in", "gso_out", "connections_opened",
+                    "connections_closed", "time_wait_reused"):
+            out[key] = st[key]
+        malformed = st["malformed"]
+        for r in Reason:
+            if r != Reason.OK:
+                out["malformed_" + r.name.lower()] = malformed[int(r)]
+        out["bad_checksum"] = malformed[int(Reason.BAD_CHECKSUM)] + \
+            malformed[int(Reason.BAD_IP_CHECKSUM)]
+        out["malformed"] = sum(malformed[int(r)] for r in Reason if r != Reason.OK)
+        out["segments_in"] = totals["segs_in"]
+        out["segments_out"] = totals["segs_out"] + st["resets_sent"] + st["syncookies_sent"]
+        out["resets_received"] = totals["rst_in"]
+        out["resets_sent"] = st["resets_sent"] + totals["rst_out"]
+        for key in ("retransmits", "bytes_retransmitted", "fast_retransmits", "sack_recoveries",
+                    "rto_expirations", "dupacks_in", "challenge_acks", "out_of_window",
+                    "paws_rejected", "ooo_segments", "ooo_dropped", "zero_window_probes",
+                    "keepalive_probes", "delayed_acks", "window_updates"):
+            out[key] = totals[key]
+        out["connections"] = self.nconns
+        return out
+
+    def connections(self) -> list:
+        """One row per connection and listener, in the spirit of ``ss -tan``."""
+        cdef uint32_t i
+        cdef void* p
+        cdef Tcb t
+        cdef int k
+        rows = []
+        self._lock()
+        try:
+            for k in range(self.nlst):
+                l = <Listener>self.lst[k]
+                rows.append(dict(state="LISTEN", local=(str(ipaddress.ip_address(l.address)), l.port),
+                                 remote=None,
+                                 send_queue=l.aq_count, recv_queue=l.syn_count, cwnd=None,
+                                 srtt=None))
+            for i in range(self.nbuckets):
+                p = self.buckets[i]
+                while p != NULL:
+                    t = <Tcb>p
+                    info = t.info
+                    rows.append(dict(state=info["state"], local=t.local, remote=t.remote,
+                                     send_queue=info["send_queue"], recv_queue=info["recv_queue"],
+                                     cwnd=info["cwnd"],
+                                     srtt=info["srtt"] / 1e6 if info["srtt"] is not None else None,
+                                     rto=info["rto"] / 1e6))
+                    p = t.eng_hash_next
+        finally:
+            self._unlock()
+        return rows
+
+    def capture_start(self, path):
+        """Write every packet in and out to ``path`` as pcap (LINKTYPE_RAW)."""
+        cdef bytes bpath = os.fsencode(path)
+        cdef FILE* f
+        cdef uint32_t hdr[6]
+        f = fopen(bpath, b"wb")
+        if f == NULL:
+            raise OSError(errno, os.strerror(errno), path)
+        hdr[0] = 0xa1b2c3d4               # microsecond timestamps
+        hdr[1] = 2 | (4 << 16)            # version 2.4
+        hdr[2] = 0                        # thiszone
+        hdr[3] = 0                        # sigfigs
+        hdr[4] = 65535                    # snaplen
+        hdr[5] = 101                      # LINKTYPE_RAW: raw IPv4/IPv6
+        fwrite(hdr, 4, 6, f)
+        self._lock()
+        old = self.pcap
+        self.pcap = f
+        self._unlock()
+        if old != NULL:
+            fclose(old)
+
+    def capture_stop(self):
+        self._lock()
+        f = self.pcap
+        self.pcap = NULL
+        self._unlock()
+        if f != NULL:
+            fflush(f)
+            fclose(f)
+
+    def wake(self):
+        _signal(self.wake_fd)
+
+
+
+
