@@ -340,9 +340,14 @@ cdef class Engine:
             dst[i] += src[i]
 
     cdef void _release_all(self) noexcept with gil:
-        cdef void* p = self.release_head
+        cdef void* p
         cdef void* nxt
-        self.release_head = NULL
+        # Take the list under the lock: the engine thread may be adding to it.
+        with nogil:
+            pthread_mutex_lock(&self.lock)
+            p = self.release_head
+            self.release_head = NULL
+            pthread_mutex_unlock(&self.lock)
         while p != NULL:
             nxt = (<Tcb>p).eng_hash_next
             (<Tcb>p).eng_hash_next = NULL
@@ -1034,15 +1039,29 @@ cdef class Engine:
         cdef int i, j
         cdef void* p
         cdef uint64_t now = _now_us()
+        cdef uint32_t b
         self._lock()
         try:
             l.closed = 1
+            # Connections still pointing at the listener forget it (it may be freed): the
+            # embryonic ones are reset, as nobody can accept them any more.
+            for b in range(self.nbuckets):
+                p = self.buckets[b]
+                while p != NULL:
+                    if (<Tcb>p).eng_listener == <void*>l:
+                        (<Tcb>p).eng_listener = NULL
+                        if (<Tcb>p).eng_embryonic:
+                            (<Tcb>p).eng_embryonic = 0
+                            (<Tcb>p).user_abort(now)
+                            self._mark_dirty(p)
+                    p = (<Tcb>p).eng_hash_next
             for i in range(self.nlst):
                 if self.lst[i] == <void*>l:
                     for j in range(i, self.nlst - 1):
                         self.lst[j] = self.lst[j + 1]
                     self.nlst -= 1
                     break
+            self._flush_dirty(now)
             while l.aq_count:
                 p = l.acceptq[l.aq_head]
                 l.aq_head = (l.aq_head + 1) % l.aq_cap

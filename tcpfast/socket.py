@@ -243,6 +243,8 @@ class socket:
 
     def _connected(self):
         self._check_open()
+        if not self._stack.running:
+            raise _error(errno.ENETDOWN, "Network is down (the tcpfast stack is stopped)")
         if self._tcb is None:
             raise _error(errno.ENOTCONN if self._listener is None else errno.ENOTCONN,
                          "Transport endpoint is not connected")
