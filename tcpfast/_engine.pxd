@@ -91,6 +91,8 @@ cdef class Engine:
     cdef uint64_t wheel_bits[64]    # one bit per slot: non-empty
     cdef uint64_t wheel_tick        # last tick (ms) processed
     cdef uint32_t wheel_count
+    cdef uint64_t planned_wake      # when the sleeping loop wakes (0: never; 1: it is awake)
+    cdef uint8_t wake_needed        # a timer was set before planned_wake: signal the loop
     cdef void* dirty_head
     cdef void* lst[1024]            # borrowed pointers; the Python list below owns them
     cdef int nlst
@@ -145,6 +147,7 @@ cdef class Engine:
     cdef bint _cookie_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
     cdef void _icmp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
     cdef void _drain_loopback(self, uint64_t now) noexcept nogil
+    cdef void _drain_input(self, uint64_t now) noexcept nogil
     cdef void _loop(self) noexcept nogil
     cdef void _lock(self)
     cdef void _unlock(self)

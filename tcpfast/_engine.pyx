@@ -401,7 +401,10 @@ cdef class Engine:
             return
         if at <= now:
             at = now + 1000               # due but nothing went out: look again in a tick
-        tick = at // 1000
+        # Round up: when the wheel reaches this tick, the time is past ``at`` for sure.
+        tick = (at + 999) // 1000
+        if self.planned_wake == 0 or at < self.planned_wake:
+            self.wake_needed = 1          # the sleeping loop must recompute its timeout
         if tick <= self.wheel_tick:
             tick = self.wheel_tick + 1
         slot = <int>(tick & (WHEEL_SLOTS - 1))
@@ -612,6 +615,10 @@ cdef class Engine:
             (<Tcb>p).eng_dirty = 0
             if (<Tcb>p).eng_in_table:
                 self._flush(p, now)
+            if self.loop_count >= LOOP_SLOTS // 2:
+                # Many connections talking to ourselves at once (timers that fire together):
+                # deliver before the local queue overflows.
+                self._drain_input(now)
 
     cdef void _send_rst_for(self, const pkt_repr* p) noexcept nogil:
         cdef size_t n = reset_for_segment(p, self.txbuf + VNET, PKT_MAX - VNET, 64)
@@ -855,9 +862,17 @@ cdef class Engine:
         self._mark_dirty(t)
 
     cdef void _drain_loopback(self, uint64_t now) noexcept nogil:
-        cdef uint32_t slot, n
+        """Deliver packets to our own address and send what that makes due, until quiet."""
         cdef int rounds = 0
-        while self.loop_count and rounds < 4 * LOOP_SLOTS:
+        while (self.loop_count or self.dirty_head != NULL) and rounds < 1024:
+            self._drain_input(now)
+            self._flush_dirty(now)
+            rounds += 1
+
+    cdef void _drain_input(self, uint64_t now) noexcept nogil:
+        """Hand the queued packets to our own address to the input path (no flushing)."""
+        cdef uint32_t slot, n
+        while self.loop_count:
             slot = self.loop_head
             n = self.loop_len[slot]
             self.loop_head = (self.loop_head + 1) % LOOP_SLOTS
@@ -866,9 +881,6 @@ cdef class Engine:
             memcpy(self.rxbuf, self.loopq + <size_t>slot * LOOP_PKT, n & ~LOOP_PARTIAL)
             self._input(self.rxbuf, n & ~LOOP_PARTIAL,
                         PARSE_SKIP_L4_CHECKSUM if n & LOOP_PARTIAL else 0, now)
-            rounds += 1
-            if self.loop_count == 0:
-                self._flush_dirty(now)
 
     # =========================================================================================
     # The loop
@@ -882,7 +894,10 @@ cdef class Engine:
         cdef int flags
         while self.running:
             pthread_mutex_lock(&self.lock)
-            timeout = self._poll_timeout(_now_us())
+            now = _now_us()
+            timeout = self._poll_timeout(now)
+            self.planned_wake = 0 if timeout < 0 else now + <uint64_t>timeout * 1000
+            self.wake_needed = 0
             pthread_mutex_unlock(&self.lock)
             fds[0].fd = self.fd
             fds[0].events = POLLIN
@@ -896,6 +911,7 @@ cdef class Engine:
                 break
             pthread_mutex_lock(&self.lock)
             now = _now_us()
+            self.planned_wake = 1         # awake: whoever schedules now needs no signal
             if fds[1].revents & POLLIN:
                 read(self.wake_fd, &drain, 8)
             if fds[0].revents & POLLIN:
@@ -916,9 +932,7 @@ cdef class Engine:
                         self._input(self.rxbuf + VNET, n - VNET, flags, now)
                     else:
                         self._input(self.rxbuf, n, 0, now)
-            self._drain_loopback(now)
             self._run_timers(now)
-            self._flush_dirty(now)
             self._drain_loopback(now)
             pthread_mutex_unlock(&self.lock)
             if self.release_head != NULL:
@@ -950,9 +964,11 @@ cdef class Engine:
         cdef uint64_t now = _now_us()
         with nogil:
             self._flush(p, now)
-            self._flush_dirty(now)
-            if self.loop_count:
-                _signal(self.wake_fd)     # local delivery is the engine thread's job
+            self._drain_loopback(now)     # local delivery (and what it makes due) at once
+            if self.wake_needed:
+                # A timer earlier than the loop's planned wake-up: let it recompute.
+                self.wake_needed = 0
+                _signal(self.wake_fd)
 
     def configure(self, **options):
         """Set the default options of new connections (keys as the Tcb constructor)."""
