@@ -26,6 +26,7 @@ cdef enum:
     PKT_MAX = 65536 + 64           # one packet (a GSO super-segment at most) + virtio-net header
     LOOP_SLOTS = 512               # bound of the queue of packets to our own address
     MAX_LISTENERS = 1024
+    TCB_POOL = 256                 # connection objects made ahead, so a SYN needs no GIL
 
 
 ctypedef struct engine_stats:
@@ -112,6 +113,8 @@ cdef class Engine:
     cdef isn_secret hash_key
     cdef public object tcp_defaults  # dict of Tcb options for new connections
     cdef tcb_config cfg             # the same, as a C struct
+    cdef void* pool[256]            # owned references, ready for new connections
+    cdef int pool_count
     cdef uint16_t next_port
     cdef uint64_t start_us
 
@@ -124,7 +127,8 @@ cdef class Engine:
     cdef void _unlink(self, void* p) noexcept nogil
     cdef void _add_totals(self, void* p) noexcept nogil
     cdef void _release_all(self) noexcept with gil
-    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept with gil
+    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept nogil
+    cdef void _refill_pool(self) noexcept with gil
     cdef void _wheel_remove(self, void* p) noexcept nogil
     cdef void _schedule(self, void* p, uint64_t now) noexcept nogil
     cdef void _run_timers(self, uint64_t now) noexcept nogil

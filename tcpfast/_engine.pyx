@@ -233,6 +233,9 @@ cdef class Engine:
             nxt = (<Tcb>p).eng_hash_next
             Py_DECREF(<object>p)
             p = nxt
+        while self.pool_count:
+            self.pool_count -= 1
+            Py_DECREF(<object>self.pool[self.pool_count])
         free(self.rxbuf)
         free(self.txbuf)
         free(self.loopq)
@@ -355,16 +358,32 @@ cdef class Engine:
             Py_DECREF(<object>p)
             p = nxt
 
-    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept with gil:
-        """A new connection object, with the engine's reference taken (NULL when out of memory)."""
+    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept nogil:
+        """A new connection object, with the engine's reference taken (NULL when out of memory).
+
+        Taken from a pool of objects made ahead of time, so that a SYN needs no GIL (an
+        application thread busy in Python would otherwise hold the engine up for a whole switch
+        interval per SYN); the pool is refilled with the GIL between batches."""
+        cdef void* p
+        if self.pool_count == 0:
+            self._refill_pool()
+            if self.pool_count == 0:
+                return NULL
+        self.pool_count -= 1
+        p = self.pool[self.pool_count]
+        (<Tcb>p).configure(cfg)
+        return p
+
+    cdef void _refill_pool(self) noexcept with gil:
         cdef Tcb t
-        try:
-            t = Tcb.__new__(Tcb)
-        except MemoryError:
-            return NULL
-        t.configure(cfg)
-        Py_INCREF(t)
-        return <void*>t
+        while self.pool_count < TCB_POOL:
+            try:
+                t = Tcb.__new__(Tcb)
+            except MemoryError:
+                return
+            Py_INCREF(t)
+            self.pool[self.pool_count] = <void*>t
+            self.pool_count += 1
 
     # =========================================================================================
     # Timer wheel: 1 ms ticks, O(1) insert and remove, a bitmap of non-empty slots to find the
@@ -937,6 +956,8 @@ cdef class Engine:
             pthread_mutex_unlock(&self.lock)
             if self.release_head != NULL:
                 self._release_all()
+            if self.pool_count < TCB_POOL // 4:
+                self._refill_pool()       # between batches, with the GIL (pool only grows here)
 
     def run(self):
         """Run the loop in the calling thread until :meth:`stop`."""
@@ -947,6 +968,15 @@ cdef class Engine:
     def stop(self):
         self.running = 0
         _signal(self.wake_fd)
+
+    def release(self):
+        """After the loop has ended: let go of the wake fd and the capture (idempotent)."""
+        if self.running:
+            raise RuntimeError("stop the engine (and join its thread) before closing it")
+        self.capture_stop()
+        if self.wake_fd >= 0:
+            os.close(self.wake_fd)
+            self.wake_fd = -1
 
     # =========================================================================================
     # Calls from application threads (the GIL is held; the mutex is taken without it)

@@ -99,7 +99,9 @@ class TunDevice:
             if not links:
                 raise DeviceError(errno.ENODEV, f"TUN device {self.name!r} vanished")
             idx = links[0]
-            ipr.link("set", index=idx, mtu=self.mtu)
+            # A longer transmit queue than TUN's default 500: the kernel queues towards us
+            # while the engine handles a batch; bursts then wait rather than drop.
+            ipr.link("set", index=idx, mtu=self.mtu, txqlen=4096)
             if kernel_address:
                 ipaddress.IPv4Address(kernel_address)
                 _add_address(ipr, idx, kernel_address, prefixlen, 4)

@@ -151,7 +151,7 @@ class Stack:
             if thread.is_alive():       # pragma: no cover - the loop wakes on its eventfd
                 raise RuntimeError("the tcpfast engine thread did not stop")
         if engine is not None:
-            engine.capture_stop()
+            engine.release()
         if self._device is not None:
             self._device.close()
         self._thread = None
