@@ -102,7 +102,10 @@ cdef class Engine:
     cdef engine_stats st
     cdef tcb_stats closed_totals    # counters of connections already gone
     cdef FILE* pcap
-    cdef uint8_t* rxbuf
+    cdef uint8_t* rxbuf             # local delivery's copy of a packet
+    cdef uint8_t* rx_slots          # a batch read from the device
+    cdef uint32_t rx_slot_size
+    cdef uint32_t rx_lens[64]
     cdef uint8_t* txbuf
     cdef uint8_t* loopq             # LOOP_SLOTS packets to our own address
     cdef uint32_t* loop_len

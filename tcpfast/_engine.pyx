@@ -108,6 +108,19 @@ cdef inline uint64_t _now_us() noexcept nogil:
     return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>(ts.tv_nsec // 1000)
 
 
+cdef inline void _arm_read(Tcb t) noexcept nogil:
+    # A reader is about to wait: anything new from here on (data, end of stream, an error,
+    # the connection completing) wakes it. Readers and writers have their own baselines and
+    # their own eventfds, so one side waking cannot swallow the other's wake-up.
+    t.eng_last_events = t.events
+    t.eng_last_rcv = t.recv_available()
+
+
+cdef inline void _arm_write(Tcb t) noexcept nogil:
+    t.eng_last_wevents = t.events
+    t.eng_last_space = t.send_space()
+
+
 cdef inline void _syn_done(void* l) noexcept nogil:
     if l != NULL:
         (<Listener>l).syn_count = (<Listener>l).syn_count - 1
@@ -161,6 +174,7 @@ cdef class Engine:
         self.fd = -1
         self.buckets = NULL
         self.rxbuf = NULL
+        self.rx_slots = NULL
         self.txbuf = NULL
         self.loopq = NULL
         self.loop_len = NULL
@@ -192,6 +206,11 @@ cdef class Engine:
         self.nbuckets = 1024
         self.buckets = <void**>calloc(self.nbuckets, sizeof(void*))
         self.rxbuf = <uint8_t*>malloc(PKT_MAX)
+        # One slot per packet of a batch: a whole GSO super-segment with offload, an MTU without.
+        self.rx_slot_size = PKT_MAX if vnet_hdr else mtu + VNET + 64
+        self.rx_slots = <uint8_t*>malloc(<size_t>BATCH * self.rx_slot_size)
+        if self.rx_slots == NULL:
+            raise MemoryError()
         self.txbuf = <uint8_t*>malloc(PKT_MAX)
         self.loopq = <uint8_t*>malloc(<size_t>LOOP_SLOTS * LOOP_PKT)
         self.loop_len = <uint32_t*>malloc(sizeof(uint32_t) * LOOP_SLOTS)
@@ -237,6 +256,7 @@ cdef class Engine:
             self.pool_count -= 1
             Py_DECREF(<object>self.pool[self.pool_count])
         free(self.rxbuf)
+        free(self.rx_slots)
         free(self.txbuf)
         free(self.loopq)
         free(self.loop_len)
@@ -601,16 +621,21 @@ cdef class Engine:
                     self._flush(p, now)
                     return
                 self._aq_push(<Listener>(<Tcb>p).eng_listener, p)
-        # Wake a socket waiting on it.
+        # Wake the socket's readers and writers on what is new for each.
+        ev = (<Tcb>p).events
         if (<Tcb>p).eng_wake_fd >= 0:
-            ev = (<Tcb>p).events
             rcv = (<Tcb>p).recv_available()
-            space = (<Tcb>p).send_space()
-            if (ev & ~(<Tcb>p).eng_last_events) or rcv > (<Tcb>p).eng_last_rcv or \
-                    space > (<Tcb>p).eng_last_space:
+            if (ev & ~(<Tcb>p).eng_last_events) or rcv > (<Tcb>p).eng_last_rcv:
                 _signal((<Tcb>p).eng_wake_fd)
             (<Tcb>p).eng_last_events = ev
             (<Tcb>p).eng_last_rcv = rcv
+        if (<Tcb>p).eng_wake_wfd >= 0:
+            space = (<Tcb>p).send_space()
+            if (ev & ~(<Tcb>p).eng_last_wevents & (EV_ERROR | EV_CLOSED | EV_CONNECTED |
+                                                     EV_WRITABLE)) or \
+                    space > (<Tcb>p).eng_last_space:
+                _signal((<Tcb>p).eng_wake_wfd)
+            (<Tcb>p).eng_last_wevents = ev
             (<Tcb>p).eng_last_space = space
         # A connection that is over (or an embryonic one back in LISTEN) leaves the table.
         if state == CLOSED or (state == LISTEN and (<Tcb>p).eng_listener != NULL):
@@ -907,7 +932,8 @@ cdef class Engine:
 
     cdef void _loop(self) noexcept nogil:
         cdef pollfd fds[2]
-        cdef int timeout, i
+        cdef int timeout, i, count
+        cdef uint8_t* pkt
         cdef ssize_t n
         cdef uint64_t now, drain
         cdef int flags
@@ -928,29 +954,38 @@ cdef class Engine:
                 break
             if not self.running:
                 break
-            pthread_mutex_lock(&self.lock)
-            now = _now_us()
             self.planned_wake = 1         # awake: whoever schedules now needs no signal
             if fds[1].revents & POLLIN:
                 read(self.wake_fd, &drain, 8)
+            # Read the batch without the lock (application threads keep going meanwhile), then
+            # handle it under the lock in one go.
+            count = 0
             if fds[0].revents & POLLIN:
-                for i in range(BATCH):
-                    n = read(self.fd, self.rxbuf, PKT_MAX)
+                while count < BATCH:
+                    n = read(self.fd, self.rx_slots + <size_t>count * self.rx_slot_size,
+                             self.rx_slot_size)
                     if n <= 0:
                         break
-                    if self.vnet_hdr:
-                        if n < VNET:
-                            self.st.malformed[1] += 1
-                            continue
-                        flags = 0
-                        if self.rxbuf[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID):
-                            # The kernel vouches for (or has yet to compute) the checksum.
-                            flags = PARSE_SKIP_L4_CHECKSUM
-                        if self.rxbuf[1] != GSO_NONE:
-                            self.st.gso_in += 1
-                        self._input(self.rxbuf + VNET, n - VNET, flags, now)
-                    else:
-                        self._input(self.rxbuf, n, 0, now)
+                    self.rx_lens[count] = <uint32_t>n
+                    count += 1
+            pthread_mutex_lock(&self.lock)
+            now = _now_us()
+            for i in range(count):
+                pkt = self.rx_slots + <size_t>i * self.rx_slot_size
+                n = self.rx_lens[i]
+                if self.vnet_hdr:
+                    if n < VNET:
+                        self.st.malformed[1] += 1
+                        continue
+                    flags = 0
+                    if pkt[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID):
+                        # The kernel vouches for (or has yet to compute) the checksum.
+                        flags = PARSE_SKIP_L4_CHECKSUM
+                    if pkt[1] != GSO_NONE:
+                        self.st.gso_in += 1
+                    self._input(pkt + VNET, n - VNET, flags, now)
+                else:
+                    self._input(pkt, n, 0, now)
             self._run_timers(now)
             self._drain_loopback(now)
             pthread_mutex_unlock(&self.lock)
@@ -1004,7 +1039,8 @@ cdef class Engine:
         """Set the default options of new connections (keys as the Tcb constructor)."""
         config_update(&self.cfg, options)
 
-    def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int wake_fd):
+    def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int wake_fd,
+                int wake_wfd=-1):
         """Active open from (laddr, lport) (lport 0: an ephemeral port) to (raddr, rport)."""
         cdef uint8_t la[16]
         cdef uint8_t ra[16]
@@ -1046,6 +1082,7 @@ cdef class Engine:
             memcpy(ip.dst, ra, 16)
             t.set_endpoints(&ip, <uint16_t>lport, <uint16_t>rport)
             t.eng_wake_fd = wake_fd
+            t.eng_wake_wfd = wake_wfd
             Py_INCREF(t)
             self._insert(<void*>t)
             t.user_open(_now_us())
@@ -1160,17 +1197,18 @@ cdef class Engine:
         finally:
             self._unlock()
 
-    def set_wake(self, Tcb t, int fd):
+    def set_wake(self, Tcb t, int fd, int wfd=-1):
         self._lock()
         t.eng_wake_fd = fd
+        t.eng_wake_wfd = wfd
+        _arm_read(t)
+        _arm_write(t)
         self._unlock()
 
     def arm(self, Tcb t):
-        """Before waiting on the socket's fd: any change from now on wakes it."""
+        """Before a reader waits on the socket's fd: any change from now on wakes it."""
         self._lock()
-        t.eng_last_events = t.events
-        t.eng_last_rcv = t.recv_available()
-        t.eng_last_space = t.send_space()
+        _arm_read(t)
         self._unlock()
 
     def send(self, Tcb t, data) -> int:
@@ -1186,6 +1224,8 @@ cdef class Engine:
             r = t.user_send(&d[0], n, _now_us())
             if r > 0:
                 self._settle(<void*>t)
+            elif r == -EAGAIN:
+                _arm_write(t)             # the caller will wait: any change from now wakes it
         finally:
             self._unlock()
         return r
@@ -1205,6 +1245,8 @@ cdef class Engine:
             r = t.user_recv(&out[0], nbytes, peek, _now_us())
             if r > 0 and not peek and t.eng_in_table and t.ack_now:
                 self._settle(<void*>t)    # a window update is due
+            elif r == -EAGAIN:
+                _arm_read(t)
         finally:
             self._unlock()
         return r
@@ -1225,6 +1267,7 @@ cdef class Engine:
         self._lock()
         try:
             t.eng_wake_fd = -1
+            t.eng_wake_wfd = -1
             r = t.user_close(_now_us())
             if t.eng_in_table:
                 self._settle(<void*>t)

@@ -212,9 +212,11 @@ cdef class Tcb:
     cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
     cdef uint8_t eng_queued     # in its listener's accept queue
     cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
-    cdef int eng_wake_fd        # eventfd of the socket waiting on it, -1 none
-    cdef int eng_last_events
+    cdef int eng_wake_fd        # eventfd of the socket's readers (recv, connect), -1 none
+    cdef int eng_wake_wfd       # eventfd of the socket's writers (send), -1 none
+    cdef int eng_last_events    # what a reader last saw (events, bytes to read)
     cdef uint32_t eng_last_rcv
+    cdef int eng_last_wevents   # what a writer last saw (events, send space)
     cdef uint32_t eng_last_space
     cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
 
@@ -240,6 +242,9 @@ cdef class Tcb:
 
     # --- internals ----------------------------------------------------------------------------
     cdef void _init_sequence(self, uint64_t now) noexcept nogil
+    cdef void _size_rcvbuf(self) noexcept nogil
+    cdef uint32_t _rcv_slack(self) noexcept nogil
+    cdef uint32_t _rcv_space(self) noexcept nogil
     cdef void _negotiate(self, const tcp_repr* th) noexcept nogil
     cdef int _listen_input(self, const pkt_repr* p, uint64_t now) noexcept nogil
     cdef int _syn_sent_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil

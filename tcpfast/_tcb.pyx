@@ -118,6 +118,7 @@ cdef class Tcb:
         tcb_config_default(&self.cfg)
         self.eng_wheel_slot = -1
         self.eng_wake_fd = -1
+        self.eng_wake_wfd = -1
         self.state = CLOSED
         memset(&self.ip, 0, sizeof(ip_repr))
         memset(&self.stats, 0, sizeof(tcb_stats))
@@ -148,7 +149,7 @@ cdef class Tcb:
         change now. Buffer sizes change while their storage is not allocated yet, as on Linux
         (which takes SO_SNDBUF/SO_RCVBUF before connect/listen to size the window)."""
         ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
-        ring_set_capacity(&self.rcvbuf, self.cfg.rcvbuf)
+        self._size_rcvbuf()
         self.rtt.rto_min = self.cfg.rto_min
         self.rtt.rto_max = self.cfg.rto_max
         if self.cfg.keepalive and self.t_keepalive == 0 and \
@@ -191,7 +192,21 @@ cdef class Tcb:
         cc_init(&self.cc, self.cfg.cc, self.smss)
         sb_init(&self.sb, self.iss)
         ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
-        ring_set_capacity(&self.rcvbuf, self.cfg.rcvbuf)
+        self._size_rcvbuf()
+
+    cdef void _size_rcvbuf(self) noexcept nogil:
+        """The receive ring holds RCV.BUFF plus 2**wscale - 1 bytes: the window field counts in
+        units of 2**wscale and is rounded up rather than let the right edge shrink (RFC 7323
+        §2.4), so the peer may send up to that much past RCV.BUFF; it must still fit."""
+        ring_set_capacity(&self.rcvbuf, self.cfg.rcvbuf + self._rcv_slack())
+
+    cdef inline uint32_t _rcv_slack(self) noexcept nogil:
+        return ((<uint32_t>1 << self.rcv_wscale) - 1) if self.rcv_wscale else 0
+
+    cdef inline uint32_t _rcv_space(self) noexcept nogil:
+        """Free receive-buffer space to offer: the ring's free space less the rounding slack."""
+        cdef uint32_t space = ring_space(&self.rcvbuf), slack = self._rcv_slack()
+        return space - slack if space > slack else 0
 
     cdef void _negotiate(self, const tcp_repr* th) noexcept nogil:
         """Options of the peer's SYN (RFC 9293 §3.7.1 MSS, RFC 7323 §1.3/§2.2/§3.2, RFC 2018 §2):
@@ -205,6 +220,7 @@ cdef class Tcb:
         else:
             self.snd_wscale = 0
             self.rcv_wscale = 0
+            self._size_rcvbuf()
         self.ts_ok = self.cfg.timestamps_ok and th.has_timestamps
         if self.ts_ok:
             self.ts_recent = th.tsval
@@ -367,7 +383,7 @@ cdef class Tcb:
     cdef void _after_read(self, uint64_t now) noexcept nogil:
         """The application made room: advertise it when the right edge can move by at least
         min(RCV.BUFF/2, Eff.snd.MSS) (receiver SWS avoidance, RFC 9293 §3.8.6.2.2)."""
-        cdef uint32_t space = ring_space(&self.rcvbuf)
+        cdef uint32_t space = self._rcv_space()
         cdef uint32_t limit = self.cfg.rcvbuf // 2
         cdef uint32_t gain
         if self.rcvbuf.used == 0:
@@ -760,6 +776,8 @@ cdef class Tcb:
             if seq_lt(self.rcv_adv, right):
                 right = self.rcv_adv
             if n and seq_gt(data_seq + n, right):
+                # Beyond the window we offered (or the buffer): the peer overran it.
+                self.stats.out_of_window += 1
                 cut = (data_seq + n) - right
                 if cut >= n:
                     n = 0
@@ -1143,7 +1161,7 @@ cdef class Tcb:
     cdef uint32_t _window_to_advertise(self) noexcept nogil:
         """The window field, scaled, with receiver SWS avoidance (RFC 9293 §3.8.6.2.2) and never
         shrinking the right edge already offered (RFC 9293 §3.8.6.2.2 / RFC 7323 §2.4)."""
-        cdef uint32_t space = ring_space(&self.rcvbuf)
+        cdef uint32_t space = self._rcv_space()
         cdef uint32_t cur = self.rcv_adv - self.rcv_nxt if seq_gt(self.rcv_adv, self.rcv_nxt) else 0
         cdef uint32_t step = self.cfg.rcvbuf // 2
         cdef uint32_t wnd, field
