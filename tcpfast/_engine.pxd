@@ -67,7 +67,9 @@ cdef class Listener:
     cdef int aq_head
     cdef readonly int aq_count
     cdef int aq_cap
-    cdef public int wake_fd         # eventfd signalled when a connection is ready
+    cdef int app_fd                 # the listening socket's fd: readable while a connection waits
+    cdef int peer_fd                # the other end of its socketpair (the engine's)
+    cdef uint8_t rd_token
     cdef tcb_config cfg             # options the accepted connections inherit
     cdef readonly uint8_t closed
 

@@ -108,17 +108,63 @@ cdef inline uint64_t _now_us() noexcept nogil:
     return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>(ts.tv_nsec // 1000)
 
 
-cdef inline void _arm_read(Tcb t) noexcept nogil:
-    # A reader is about to wait: anything new from here on (data, end of stream, an error,
-    # the connection completing) wakes it. Readers and writers have their own baselines and
-    # their own eventfds, so one side waking cannot swallow the other's wake-up.
-    t.eng_last_events = t.events
-    t.eng_last_rcv = t.recv_available()
+cdef uint8_t[4096] _FILL
 
 
-cdef inline void _arm_write(Tcb t) noexcept nogil:
-    t.eng_last_wevents = t.events
-    t.eng_last_space = t.send_space()
+cdef inline void _token_set(int peer_fd, uint8_t* token) noexcept nogil:
+    """Make the app end readable: one byte into the peer end."""
+    cdef uint8_t b = 1
+    if peer_fd >= 0 and not token[0]:
+        if write(peer_fd, &b, 1) == 1:
+            token[0] = 1
+
+
+cdef inline void _token_clear(int app_fd, uint8_t* token) noexcept nogil:
+    """Make the app end unreadable again: drain what the peer end queued."""
+    cdef uint8_t buf[64]
+    if app_fd >= 0 and token[0]:
+        while read(app_fd, buf, sizeof(buf)) > 0:
+            pass
+        token[0] = 0
+
+
+cdef inline bint _tcb_readable(Tcb t) noexcept nogil:
+    # As the kernel's tcp_poll: data to read, end of stream, an error, or a closed connection.
+    return t.recv_available() > 0 or t.rcv_fin or t.error != 0 or \
+        (t.state == CLOSED and t.synced)
+
+
+cdef inline bint _tcb_writable(Tcb t) noexcept nogil:
+    # As the kernel's: not while connecting; then when a third of the send buffer is free
+    # (sk_stream_is_writeable), or when sending would fail at once (error, shut down, closed).
+    cdef uint32_t space
+    if t.state == SYN_SENT or t.state == SYN_RECEIVED:
+        return t.error != 0
+    if t.state != ESTABLISHED and t.state != CLOSE_WAIT:
+        return True
+    if t.fin_queued or t.error:
+        return True
+    space = t.send_space()
+    return space > 0 and space * 3 >= t.sndbuf.cap
+
+
+cdef inline void _readiness(Tcb t) noexcept nogil:
+    """Bring the socket's fd in line with the connection (called after anything changed it)."""
+    cdef uint8_t buf[4096]
+    if t.eng_peer_fd < 0:
+        return
+    if _tcb_readable(t):
+        _token_set(t.eng_peer_fd, &t.eng_rd_token)
+    if _tcb_writable(t):
+        if t.eng_wr_blocked:
+            while read(t.eng_peer_fd, buf, sizeof(buf)) > 0:
+                pass
+            t.eng_wr_blocked = 0
+    elif not t.eng_wr_blocked:
+        # Fill the app end's send queue: it polls unwritable until we drain it.
+        while write(t.eng_app_fd, _FILL, sizeof(_FILL)) > 0:
+            pass
+        t.eng_wr_blocked = 1
 
 
 cdef inline void _syn_done(void* l) noexcept nogil:
@@ -135,7 +181,7 @@ cdef inline void _signal(int fd) noexcept nogil:
 cdef class Listener:
     """A passive open on (address, port): its SYN queue and its accept queue, both bounded."""
 
-    def __cinit__(self, int version, bytes addr, int port, int backlog, int wake_fd):
+    def __cinit__(self, int version, bytes addr, int port, int backlog, int app_fd, int peer_fd):
         if backlog < 1:
             backlog = 1
         self.version = version
@@ -150,7 +196,9 @@ cdef class Listener:
             raise MemoryError()
         self.aq_head = 0
         self.aq_count = 0
-        self.wake_fd = wake_fd
+        self.app_fd = app_fd
+        self.peer_fd = peer_fd
+        self.rd_token = 0
         self.closed = 0
 
     def __dealloc__(self):
@@ -621,22 +669,8 @@ cdef class Engine:
                     self._flush(p, now)
                     return
                 self._aq_push(<Listener>(<Tcb>p).eng_listener, p)
-        # Wake the socket's readers and writers on what is new for each.
-        ev = (<Tcb>p).events
-        if (<Tcb>p).eng_wake_fd >= 0:
-            rcv = (<Tcb>p).recv_available()
-            if (ev & ~(<Tcb>p).eng_last_events) or rcv > (<Tcb>p).eng_last_rcv:
-                _signal((<Tcb>p).eng_wake_fd)
-            (<Tcb>p).eng_last_events = ev
-            (<Tcb>p).eng_last_rcv = rcv
-        if (<Tcb>p).eng_wake_wfd >= 0:
-            space = (<Tcb>p).send_space()
-            if (ev & ~(<Tcb>p).eng_last_wevents & (EV_ERROR | EV_CLOSED | EV_CONNECTED |
-                                                     EV_WRITABLE)) or \
-                    space > (<Tcb>p).eng_last_space:
-                _signal((<Tcb>p).eng_wake_wfd)
-            (<Tcb>p).eng_last_wevents = ev
-            (<Tcb>p).eng_last_space = space
+        # The socket's fd follows the connection's readiness.
+        _readiness(<Tcb>p)
         # A connection that is over (or an embryonic one back in LISTEN) leaves the table.
         if state == CLOSED or (state == LISTEN and (<Tcb>p).eng_listener != NULL):
             self._unlink(p)
@@ -648,7 +682,7 @@ cdef class Engine:
         l.acceptq[slot] = p
         l.aq_count += 1
         (<Tcb>p).eng_queued = 1
-        _signal(l.wake_fd)
+        _token_set(l.peer_fd, &l.rd_token)       # the listening socket becomes readable
 
     cdef void _flush_dirty(self, uint64_t now) noexcept nogil:
         cdef void* p
@@ -1039,8 +1073,8 @@ cdef class Engine:
         """Set the default options of new connections (keys as the Tcb constructor)."""
         config_update(&self.cfg, options)
 
-    def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int wake_fd,
-                int wake_wfd=-1):
+    def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int app_fd=-1,
+                int peer_fd=-1):
         """Active open from (laddr, lport) (lport 0: an ephemeral port) to (raddr, rport)."""
         cdef uint8_t la[16]
         cdef uint8_t ra[16]
@@ -1081,8 +1115,8 @@ cdef class Engine:
             memcpy(ip.src, la, 16)
             memcpy(ip.dst, ra, 16)
             t.set_endpoints(&ip, <uint16_t>lport, <uint16_t>rport)
-            t.eng_wake_fd = wake_fd
-            t.eng_wake_wfd = wake_wfd
+            t.eng_app_fd = app_fd
+            t.eng_peer_fd = peer_fd
             Py_INCREF(t)
             self._insert(<void*>t)
             t.user_open(_now_us())
@@ -1099,10 +1133,11 @@ cdef class Engine:
                 return True
         return False
 
-    def listen(self, bytes addr, int port, int backlog, dict options, int wake_fd):
+    def listen(self, bytes addr, int port, int backlog, dict options, int app_fd=-1,
+               int peer_fd=-1):
         """Passive open on (addr, port); addr of zeros: any of the stack's addresses."""
         cdef int version = 4 if len(addr) == 4 else 6
-        cdef Listener l = Listener(version, addr, port, backlog, wake_fd)
+        cdef Listener l = Listener(version, addr, port, backlog, app_fd, peer_fd)
         cdef tcb_config cfg = self.cfg
         config_update(&cfg, options)
         l.cfg = cfg
@@ -1126,6 +1161,8 @@ cdef class Engine:
         self._lock()
         try:
             l.closed = 1
+            l.app_fd = -1                 # the socket closes its fds after this call
+            l.peer_fd = -1
             # Connections still pointing at the listener forget it (it may be freed): the
             # embryonic ones are reset, as nobody can accept them any more.
             for b in range(self.nbuckets):
@@ -1169,10 +1206,13 @@ cdef class Engine:
         self._lock()
         try:
             if l.aq_count == 0:
+                _token_clear(l.app_fd, &l.rd_token)
                 return None
             p = l.acceptq[l.aq_head]
             l.aq_head = (l.aq_head + 1) % l.aq_cap
             l.aq_count -= 1
+            if l.aq_count == 0:
+                _token_clear(l.app_fd, &l.rd_token)
             (<Tcb>p).eng_queued = 0
             t = <Tcb>p                    # our own reference now
             if not t.eng_in_table:
@@ -1197,18 +1237,21 @@ cdef class Engine:
         finally:
             self._unlock()
 
-    def set_wake(self, Tcb t, int fd, int wfd=-1):
+    def attach_fds(self, Tcb t, int app_fd, int peer_fd):
+        """Give a connection its socket's fd pair (an accepted connection, once its socket
+        exists) and bring the fd up to date."""
         self._lock()
-        t.eng_wake_fd = fd
-        t.eng_wake_wfd = wfd
-        _arm_read(t)
-        _arm_write(t)
+        t.eng_app_fd = app_fd
+        t.eng_peer_fd = peer_fd
+        t.eng_rd_token = 0
+        t.eng_wr_blocked = 0
+        _readiness(t)
         self._unlock()
 
-    def arm(self, Tcb t):
-        """Before a reader waits on the socket's fd: any change from now on wakes it."""
+    def refresh(self, Tcb t):
+        """Bring the socket's fd in line with the connection (after the socket changed it)."""
         self._lock()
-        _arm_read(t)
+        _readiness(t)
         self._unlock()
 
     def send(self, Tcb t, data) -> int:
@@ -1225,7 +1268,7 @@ cdef class Engine:
             if r > 0:
                 self._settle(<void*>t)
             elif r == -EAGAIN:
-                _arm_write(t)             # the caller will wait: any change from now wakes it
+                _readiness(t)             # unwritable now: the caller polls for writability
         finally:
             self._unlock()
         return r
@@ -1245,8 +1288,8 @@ cdef class Engine:
             r = t.user_recv(&out[0], nbytes, peek, _now_us())
             if r > 0 and not peek and t.eng_in_table and t.ack_now:
                 self._settle(<void*>t)    # a window update is due
-            elif r == -EAGAIN:
-                _arm_read(t)
+            if not _tcb_readable(t):
+                _token_clear(t.eng_app_fd, &t.eng_rd_token)   # nothing left: not readable
         finally:
             self._unlock()
         return r
@@ -1266,8 +1309,8 @@ cdef class Engine:
         cdef int r
         self._lock()
         try:
-            t.eng_wake_fd = -1
-            t.eng_wake_wfd = -1
+            t.eng_app_fd = -1             # the socket closes its fds after this call
+            t.eng_peer_fd = -1
             r = t.user_close(_now_us())
             if t.eng_in_table:
                 self._settle(<void*>t)

@@ -212,12 +212,14 @@ cdef class Tcb:
     cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
     cdef uint8_t eng_queued     # in its listener's accept queue
     cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
-    cdef int eng_wake_fd        # eventfd of the socket's readers (recv, connect), -1 none
-    cdef int eng_wake_wfd       # eventfd of the socket's writers (send), -1 none
-    cdef int eng_last_events    # what a reader last saw (events, bytes to read)
-    cdef uint32_t eng_last_rcv
-    cdef int eng_last_wevents   # what a writer last saw (events, send space)
-    cdef uint32_t eng_last_space
+    # The socket's file descriptor is one end of a socketpair (eng_app_fd, its fileno()); the
+    # engine holds the other (eng_peer_fd). A token byte written into the peer end makes the
+    # socket's fd readable; filling the socket's own end up makes it unwritable. So select,
+    # poll, epoll and asyncio see exactly what the connection is ready for.
+    cdef int eng_app_fd
+    cdef int eng_peer_fd
+    cdef uint8_t eng_rd_token   # the app end is readable (a token is queued)
+    cdef uint8_t eng_wr_blocked # the app end is filled (unwritable)
     cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
 
     # --- C API --------------------------------------------------------------------------------

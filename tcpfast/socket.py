@@ -1,8 +1,10 @@
 """``tcpfast.socket``: TCP sockets on a tcpfast stack, shaped like ``socket.socket``.
 
 Blocking, timeout and non-blocking modes, and the kernel's exception classes and errno values.
-``fileno()`` is an eventfd that the engine signals whenever the connection changes (data, end of
-stream, an error, room to send, a connection to accept).
+``fileno()`` is a real descriptor (one end of a socketpair whose other end the engine holds) that
+polls readable when the connection has data, end of stream, an error or a connection to accept,
+and writable when a connect has finished or send space is free: select, selectors, poll, epoll
+and asyncio work with it, with no busy waiting.
 """
 from __future__ import annotations
 
@@ -30,6 +32,27 @@ _SOCK_FLAGS = getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOE
 __all__ = ["socket"]
 
 
+def _readiness_pair() -> Tuple[int, int]:
+    """A connected AF_UNIX pair, non-blocking, with small buffers (so filling one end up, to
+    make it unwritable, takes a write or two): (the socket's fd, the engine's end)."""
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    for s in (a, b):
+        s.setblocking(False)
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 1024)
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 1024)
+    return a.detach(), b.detach()
+
+
+def _shutdown_fd(fd: int) -> None:
+    s = _socket.socket(fileno=fd)
+    try:
+        s.shutdown(SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.detach()
+
+
 def _error(code: int, what: Optional[str] = None) -> OSError:
     # OSError(errno, msg) picks the subclass (ConnectionResetError, ...) from the errno.
     return OSError(code, what or os.strerror(code))
@@ -42,7 +65,7 @@ class socket:
     """
 
     __slots__ = ("family", "type", "proto", "_stack", "_engine", "_timeout", "_tcb",
-                 "_listener", "_efd", "_wefd", "_local", "_remote", "_closed", "_options", "_shut_rd",
+                 "_listener", "_fd", "_peer_fd", "_local", "_remote", "_closed", "_options", "_shut_rd",
                  "_error_reported", "_reuseaddr", "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -65,10 +88,7 @@ class socket:
             self._timeout = 0.0
         self._tcb = None
         self._listener = None
-        # Two eventfds the engine signals: readers wait on _efd (it is also fileno()), writers on
-        # _wefd, so a thread sending and one receiving never take each other's wake-up.
-        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._wefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._fd, self._peer_fd = _readiness_pair()
         self._local: Optional[Tuple[bytes, int]] = None
         self._remote: Optional[Tuple[bytes, int]] = None
         self._closed = False
@@ -107,24 +127,24 @@ class socket:
     def _deadline(self) -> Optional[float]:
         return None if self._timeout is None else time.monotonic() + self._timeout
 
-    def _wait(self, deadline: Optional[float], fd: Optional[int] = None) -> None:
-        """Wait for the engine's signal; TimeoutError when the deadline passes."""
+    def _wait(self, deadline: Optional[float], write: bool = False) -> None:
+        """Wait until the fd polls readable (or writable); TimeoutError at the deadline."""
         if self._timeout == 0.0:
             raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-        fd = self._efd if fd is None else fd
         if deadline is None:
-            timeout = None
+            timeout = -1
         else:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError("timed out")
-        r, _, _ = select.select([fd], [], [], timeout)
-        if not r and deadline is not None and time.monotonic() >= deadline:
+            timeout = max(1, int(remaining * 1000 + 0.999))
+        fd = self._fd
+        if fd < 0:
+            raise _error(errno.EBADF, "Bad file descriptor")
+        p = select.poll()
+        p.register(fd, select.POLLOUT if write else select.POLLIN)
+        if not p.poll(timeout) and deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError("timed out")
-        try:
-            os.eventfd_read(fd)
-        except BlockingIOError:
-            pass
 
     # --- addresses ----------------------------------------------------------------------------
 
@@ -187,8 +207,8 @@ class socket:
         if laddr == bytes(len(laddr)):
             laddr = self._stack.local_address(self.family)
         lport = self._local[1] if self._local else 0
-        self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._efd,
-                                         self._wefd)
+        self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
+                                         self._peer_fd)
         self._local = (laddr, self._tcb.local[1])
         self._remote = (raddr, rport)
         if self._timeout == 0.0:
@@ -198,17 +218,13 @@ class socket:
     def _wait_connected(self) -> int:
         deadline = self._deadline()
         while True:
-            self._engine.arm(self._tcb)
             state, events, error, _, _ = self._engine.state_of(self._tcb)
             if error:
                 self._error_reported = True
                 return error
             if state != "SYN-SENT" and state != "SYN-RECEIVED":
                 return 0
-            try:
-                self._wait(deadline)
-            except TimeoutError:
-                raise
+            self._wait(deadline, write=True)   # writable once the handshake is over
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -220,7 +236,7 @@ class socket:
             self.bind(("", 0))
         backlog = max(1, min(int(backlog), 4096))
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
-                                             self._options, self._efd)
+                                             self._options, self._fd, self._peer_fd)
 
     def accept(self):
         self._check_open()
@@ -239,8 +255,7 @@ class socket:
         sock._local = (ipaddress.ip_address(local[0]).packed, local[1])
         sock._remote = (ipaddress.ip_address(remote[0]).packed, remote[1])
         sock._timeout = _socket.getdefaulttimeout()
-        self._engine.set_wake(tcb, sock._efd, sock._wefd)
-        os.eventfd_write(sock._efd, 1)      # whatever arrived before the socket existed
+        self._engine.attach_fds(tcb, sock._fd, sock._peer_fd)
         return sock, sock.getpeername()
 
     # --- data --------------------------------------------------------------------------------
@@ -266,7 +281,7 @@ class socket:
             if r == -errno.EAGAIN:
                 if nonblocking:
                     raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-                self._wait(deadline, self._wefd)
+                self._wait(deadline, write=True)
                 continue
             if r == -errno.ENOTCONN:
                 raise _error(errno.ENOTCONN)
@@ -348,7 +363,6 @@ class socket:
             raise _error(errno.EINVAL, "Invalid argument")
         if how in (SHUT_RD, SHUT_RDWR):
             self._shut_rd = True
-            os.eventfd_write(self._efd, 1)
         if how in (SHUT_WR, SHUT_RDWR):
             r = self._engine.shutdown(tcb)
             if r < 0:
@@ -365,13 +379,16 @@ class socket:
                 self._engine.close(self._tcb)
         finally:
             self._stack._unbind(self)
-            for fd in (self._efd, self._wefd):
-                try:
-                    os.eventfd_write(fd, 1)        # wake any thread still waiting on it
-                except OSError:
-                    pass
+            # The engine has let go of the pair (close/unlisten above). Shutting the peer end
+            # down makes the fd readable and writable at once, which wakes every thread still
+            # waiting on it; they then find the socket closed (EBADF).
+            fd, peer = self._fd, self._peer_fd
+            self._fd = self._peer_fd = -1
+            try:
+                _shutdown_fd(peer)
+            finally:
+                os.close(peer)
                 os.close(fd)
-            self._efd = self._wefd = -1
 
     def detach(self) -> int:
         raise _error(errno.EOPNOTSUPP, "tcpfast sockets have no kernel descriptor to detach")
@@ -392,7 +409,7 @@ class socket:
     # --- modes and options -------------------------------------------------------------------
 
     def fileno(self) -> int:
-        return -1 if self._closed else self._efd
+        return -1 if self._closed else self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
         if value is not None:
@@ -467,7 +484,7 @@ class socket:
     def __repr__(self) -> str:
         if self._closed:
             return f"<tcpfast.socket [closed] fd=-1, family={self.family}, type={self.type}, proto={self.proto}>"
-        parts = [f"<tcpfast.socket fd={self._efd}, family={self.family}, type={self.type}, "
+        parts = [f"<tcpfast.socket fd={self._fd}, family={self.family}, type={self.type}, "
                  f"proto={self.proto}"]
         if self._local is not None:
             parts.append(f", laddr={self.getsockname()}")
