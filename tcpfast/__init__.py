@@ -22,5 +22,17 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 from tcpfast._wire import WireError  # noqa: E402
 from tcpfast.stack import Stack, default_stack  # noqa: E402
 from tcpfast.socket import socket  # noqa: E402  (the class: tcpfast.socket(...) makes one)
+from tcpfast.socket import create_connection, create_server, has_dualstack_ipv6  # noqa: E402
 
-__all__ = ["Stack", "socket", "default_stack", "WireError", "__version__"]
+# The socket module's constants, so that tcpfast can stand in for it (tcpfast.AF_INET, ...).
+import socket as _stdlib_socket  # noqa: E402
+
+for _name in dir(_stdlib_socket):
+    if _name.startswith(("AF_", "SOCK_", "SOL_", "SO_", "IPPROTO_", "TCP_", "MSG_", "SHUT_",
+                         "INADDR_", "SOMAXCONN")) and not _name.startswith("SOCK_") or \
+            _name in ("SOCK_STREAM", "SOCK_NONBLOCK", "SOCK_CLOEXEC", "SOCK_DGRAM"):
+        globals()[_name] = getattr(_stdlib_socket, _name)
+del _name
+
+__all__ = ["Stack", "socket", "default_stack", "create_connection", "create_server",
+           "has_dualstack_ipv6", "WireError", "__version__"]

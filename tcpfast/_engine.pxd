@@ -34,6 +34,7 @@ ctypedef struct engine_stats:
     uint64_t packets_out
     uint64_t bytes_in
     uint64_t bytes_out
+    uint64_t tcp_segments_in        # well-formed TCP segments for us (to a TCB or not)
     uint64_t malformed[16]          # indexed by wire_reason (WIRE_REASON_COUNT <= 16)
     uint64_t not_ours               # addressed to an address that is not the stack's
     uint64_t not_tcp                # other protocols (UDP, ...)

@@ -743,6 +743,7 @@ cdef class Engine:
 
     cdef void _tcp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
         cdef const tcp_repr* th = &p.tcp
+        self.st.tcp_segments_in += 1      # every well-formed segment, stateful or not
         cdef void* t = self._lookup(p.ip.version, p.ip.dst, th.dst_port, p.ip.src, th.src_port)
         cdef void* l
         cdef int action
@@ -1248,6 +1249,13 @@ cdef class Engine:
         _readiness(t)
         self._unlock()
 
+    def poke(self, Tcb t):
+        """Make the socket's fd readable (shutdown(SHUT_RD) from another thread: a blocked
+        reader must wake and find end of stream)."""
+        self._lock()
+        _token_set(t.eng_peer_fd, &t.eng_rd_token)
+        self._unlock()
+
     def refresh(self, Tcb t):
         """Bring the socket's fd in line with the connection (after the socket changed it)."""
         self._lock()
@@ -1378,7 +1386,7 @@ cdef class Engine:
                     "resets_sent", "dropped_no_listener", "dropped_backlog", "syncookies_sent",
                     "syncookies_accepted", "syncookies_failed", "icmp_echo_replies",
                     "icmp_errors", "icmp_unmatched", "loopback_packets", "loopback_dropped",
-                    "write_errors", "gso_in", "gso_out", "connections_opened",
+                    "write_errors", "gso_in", "gso_out", "connections_opened", "tcp_segments_in",
                     "connections_closed", "time_wait_reused"):
             out[key] = st[key]
         malformed = st["malformed"]
@@ -1388,7 +1396,7 @@ cdef class Engine:
         out["bad_checksum"] = malformed[int(Reason.BAD_CHECKSUM)] + \
             malformed[int(Reason.BAD_IP_CHECKSUM)]
         out["malformed"] = sum(malformed[int(r)] for r in Reason if r != Reason.OK)
-        out["segments_in"] = totals["segs_in"]
+        out["segments_in"] = st["tcp_segments_in"]
         out["segments_out"] = totals["segs_out"] + st["resets_sent"] + st["syncookies_sent"]
         out["resets_received"] = totals["rst_in"]
         out["resets_sent"] = st["resets_sent"] + totals["rst_out"]

@@ -148,8 +148,14 @@ cdef class Tcb:
         """The configuration changed on an open connection (socket options): apply what can
         change now. Buffer sizes change while their storage is not allocated yet, as on Linux
         (which takes SO_SNDBUF/SO_RCVBUF before connect/listen to size the window)."""
+        cdef uint32_t cwnd, ssthresh
         ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
         self._size_rcvbuf()
+        if self.cfg.cc != self.cc.algo and self.smss:
+            # TCP_CONGESTION on an open connection: the new algorithm takes over the window.
+            cwnd, ssthresh = self.cc.cwnd, self.cc.ssthresh
+            cc_init(&self.cc, self.cfg.cc, self.smss)
+            self.cc.cwnd, self.cc.ssthresh = cwnd, ssthresh
         self.rtt.rto_min = self.cfg.rto_min
         self.rtt.rto_max = self.cfg.rto_max
         if self.cfg.keepalive and self.t_keepalive == 0 and \

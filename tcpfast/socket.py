@@ -9,10 +9,12 @@ and asyncio work with it, with no busy waiting.
 from __future__ import annotations
 
 import errno
+import io
 import ipaddress
 import os
 import select
 import socket as _socket
+import struct
 import time
 from typing import Any, Optional, Tuple
 
@@ -26,10 +28,17 @@ SHUT_WR = _socket.SHUT_WR
 SHUT_RDWR = _socket.SHUT_RDWR
 MSG_PEEK = int(_socket.MSG_PEEK)          # plain ints: flag tests on enums cost ~0.8 us each
 MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
+MSG_WAITALL = int(_socket.MSG_WAITALL)
 
 _SOCK_FLAGS = getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOEXEC", 0)
 
-__all__ = ["socket"]
+__all__ = ["socket", "create_connection", "create_server", "has_dualstack_ipv6"]
+
+# Linux's TCP state numbers (include/net/tcp_states.h), as TCP_INFO reports them.
+_LINUX_STATE = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4,
+                "FIN-WAIT-2": 5, "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9,
+                "LISTEN": 10, "CLOSING": 11}
+_CC_NAMES = {"cubic": b"cubic", "newreno": b"reno"}
 
 
 def _readiness_pair() -> Tuple[int, int]:
@@ -53,6 +62,20 @@ def _shutdown_fd(fd: int) -> None:
         s.detach()
 
 
+def _int_opt(value) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("an integer is required")
+    return value
+
+
+def _int_out(value: int, buflen: Optional[int]):
+    if buflen is None:
+        return value
+    return struct.pack("i", value)[:buflen].ljust(buflen, b"\0")
+
+
 def _error(code: int, what: Optional[str] = None) -> OSError:
     # OSError(errno, msg) picks the subclass (ConnectionResetError, ...) from the errno.
     return OSError(code, what or os.strerror(code))
@@ -64,8 +87,8 @@ class socket:
     A TCP socket on ``stack`` (the default stack when not given).
     """
 
-    __slots__ = ("family", "type", "proto", "_stack", "_engine", "_timeout", "_tcb",
-                 "_listener", "_fd", "_peer_fd", "_local", "_remote", "_closed", "_options", "_shut_rd",
+    __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
+                 "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
                  "_error_reported", "_reuseaddr", "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -80,9 +103,11 @@ class socket:
             raise OSError(errno.EPROTONOSUPPORT, "tcpfast sockets are TCP")
         self._stack = stack if stack is not None else default_stack()
         self._engine = self._stack._require()
-        self.family = family
-        self.type = SOCK_STREAM
+        self._family = family
+        self._type = SOCK_STREAM
         self.proto = proto
+        self._io_refs = 0
+        self._linger = (0, 0)
         self._timeout: Optional[float] = _socket.getdefaulttimeout()
         if type & getattr(_socket, "SOCK_NONBLOCK", 0):
             self._timeout = 0.0
@@ -97,6 +122,16 @@ class socket:
         self._error_reported = False
         self._reuseaddr = False
 
+    # --- attributes as socket.socket has them -------------------------------------------------
+
+    @property
+    def family(self) -> _socket.AddressFamily:
+        return _socket.AddressFamily(self._family)
+
+    @property
+    def type(self) -> _socket.SocketKind:
+        return _socket.SocketKind(self._type)
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -104,23 +139,23 @@ class socket:
             raise _error(errno.EBADF, "Bad file descriptor")
 
     def _addr_bytes(self, address: Any) -> Tuple[bytes, int]:
-        if not isinstance(address, tuple) or len(address) not in ((2,) if self.family == AF_INET
+        if not isinstance(address, tuple) or len(address) not in ((2,) if self._family == AF_INET
                                                                   else (2, 3, 4)):
-            raise TypeError(f"{'AF_INET' if self.family == AF_INET else 'AF_INET6'} address "
+            raise TypeError(f"{'AF_INET' if self._family == AF_INET else 'AF_INET6'} address "
                             "must be a tuple (host, port)")
         host, port = address[0], address[1]
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise OverflowError("port must be 0-65535.")
         if host in ("", None):
-            host = "0.0.0.0" if self.family == AF_INET else "::"
+            host = "0.0.0.0" if self._family == AF_INET else "::"
         elif host == "<broadcast>":
             raise _error(errno.EACCES)
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            infos = _socket.getaddrinfo(host, port, self.family, SOCK_STREAM)
+            infos = _socket.getaddrinfo(host, port, self._family, SOCK_STREAM)
             ip = ipaddress.ip_address(infos[0][4][0])
-        if (ip.version == 4) != (self.family == AF_INET):
+        if (ip.version == 4) != (self._family == AF_INET):
             raise _error(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return ip.packed, port
 
@@ -154,7 +189,7 @@ class socket:
             raise _error(errno.EINVAL, "Invalid argument")
         addr, port = self._addr_bytes(address)
         zero = bytes(len(addr))
-        if addr != zero and addr != self._stack.local_address(self.family):
+        if addr != zero and addr != self._stack.local_address(self._family):
             raise _error(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         port = self._stack._bind(self, addr, port)
         self._local = (addr, port)
@@ -162,7 +197,7 @@ class socket:
     def getsockname(self):
         self._check_open()
         if self._local is None:
-            return ("0.0.0.0", 0) if self.family == AF_INET else ("::", 0, 0, 0)
+            return ("0.0.0.0", 0) if self._family == AF_INET else ("::", 0, 0, 0)
         return self._fmt(self._local)
 
     def getpeername(self):
@@ -173,7 +208,7 @@ class socket:
 
     def _fmt(self, ap: Tuple[bytes, int]):
         host = str(ipaddress.ip_address(ap[0]))
-        return (host, ap[1]) if self.family == AF_INET else (host, ap[1], 0, 0)
+        return (host, ap[1]) if self._family == AF_INET else (host, ap[1], 0, 0)
 
     # --- connection set-up --------------------------------------------------------------------
 
@@ -203,9 +238,9 @@ class socket:
                 self._error_reported = True
                 return error
             return errno.EISCONN
-        laddr = self._local[0] if self._local else self._stack.local_address(self.family)
+        laddr = self._local[0] if self._local else self._stack.local_address(self._family)
         if laddr == bytes(len(laddr)):
-            laddr = self._stack.local_address(self.family)
+            laddr = self._stack.local_address(self._family)
         lport = self._local[1] if self._local else 0
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
                                          self._peer_fd)
@@ -248,7 +283,7 @@ class socket:
             if tcb is not None:
                 break
             self._wait(deadline)
-        sock = socket(self.family, SOCK_STREAM, self.proto, stack=self._stack)
+        sock = socket(self._family, SOCK_STREAM, self.proto, stack=self._stack)
         sock._tcb = tcb
         sock._options = dict(self._options)
         local, remote = tcb.local, tcb.remote
@@ -270,9 +305,11 @@ class socket:
         return self._tcb
 
     def send(self, data, flags: int = 0) -> int:
+        return self._send(data, flags, self._deadline())
+
+    def _send(self, data, flags: int, deadline: Optional[float]) -> int:
         tcb = self._connected()
         data = memoryview(data).cast("B")
-        deadline = self._deadline()
         nonblocking = bool(flags & MSG_DONTWAIT)
         while True:
             r = self._engine.send(tcb, data)      # on EAGAIN it also arms the wake-up
@@ -293,19 +330,13 @@ class socket:
             raise _error(errno.EPIPE, "Broken pipe")
 
     def sendall(self, data, flags: int = 0) -> None:
+        # One deadline for the whole call (as CPython's sendall), without touching the socket's
+        # timeout, which other threads may be using meanwhile.
         view = memoryview(data).cast("B")
         deadline = self._deadline()
-        saved = self._timeout
-        try:
-            while view:
-                if deadline is not None:
-                    self._timeout = max(0.0, deadline - time.monotonic())
-                    if self._timeout == 0.0 and saved != 0.0:
-                        raise TimeoutError("timed out")
-                n = self.send(view, flags)
-                view = view[n:]
-        finally:
-            self._timeout = saved
+        while view:
+            n = self._send(view, flags, deadline)
+            view = view[n:]
 
     def sendto(self, data, flags_or_address, address=None) -> int:
         flags = 0 if address is None else flags_or_address
@@ -334,8 +365,27 @@ class socket:
         deadline = self._deadline()
         nonblocking = bool(flags & MSG_DONTWAIT)
         peek = bool(flags & MSG_PEEK)
+        if flags & MSG_WAITALL and not peek and not nonblocking:
+            # Block until nbytes, end of stream, an error or the timeout (recv(2) MSG_WAITALL).
+            got = 0
+            while got < nbytes:
+                try:
+                    n = self._recv_once(tcb, view[got:nbytes], nbytes - got, False, False, deadline)
+                except (TimeoutError, OSError):
+                    if got:
+                        return got
+                    raise
+                if n == 0:
+                    break
+                got += n
+            return got
+        return self._recv_once(tcb, view, nbytes, peek, nonblocking, deadline)
+
+    def _recv_once(self, tcb, view, nbytes, peek, nonblocking, deadline) -> int:
         while True:
-            r = self._engine.recv_into(tcb, view, nbytes, peek)   # EAGAIN arms the wake-up
+            if self._shut_rd:
+                return 0
+            r = self._engine.recv_into(tcb, view, nbytes, peek)
             if r >= 0:
                 return r
             if r == -errno.EAGAIN:
@@ -363,20 +413,42 @@ class socket:
             raise _error(errno.EINVAL, "Invalid argument")
         if how in (SHUT_RD, SHUT_RDWR):
             self._shut_rd = True
+            self._engine.poke(tcb)     # readable now (end of stream): wakes a blocked reader
         if how in (SHUT_WR, SHUT_RDWR):
             r = self._engine.shutdown(tcb)
             if r < 0:
                 raise _error(-r)
 
-    def close(self) -> None:
+    def _decref_socketios(self) -> None:
+        # socket.SocketIO (makefile) calls this when one of its files closes.
+        if self._io_refs > 0:
+            self._io_refs -= 1
         if self._closed:
-            return
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket; as socket.socket, the connection ends only when no file made by
+        makefile() is open any more."""
         self._closed = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
+        if self._fd < 0:
+            return
         try:
             if self._listener is not None:
                 self._engine.unlisten(self._listener)
             elif self._tcb is not None and self._stack.running:
-                self._engine.close(self._tcb)
+                onoff, seconds = self._linger
+                if onoff and seconds == 0:
+                    # SO_LINGER with a zero time: drop everything and reset (socket(7)).
+                    self._engine.abort(self._tcb)
+                    self._engine.close(self._tcb)
+                else:
+                    self._engine.close(self._tcb)
+                    if onoff:
+                        self._linger_wait(seconds)
         finally:
             self._stack._unbind(self)
             # The engine has let go of the pair (close/unlisten above). Shutting the peer end
@@ -390,8 +462,78 @@ class socket:
                 os.close(peer)
                 os.close(fd)
 
+    def _linger_wait(self, seconds: int) -> None:
+        """SO_LINGER with a time: block until our FIN is acknowledged, or the time is up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            state = self._engine.state_of(self._tcb)[0]
+            if state not in ("FIN-WAIT-1", "CLOSING", "LAST-ACK", "ESTABLISHED", "CLOSE-WAIT",
+                             "SYN-SENT", "SYN-RECEIVED"):
+                return
+            time.sleep(0.002)
+
     def detach(self) -> int:
         raise _error(errno.EOPNOTSUPP, "tcpfast sockets have no kernel descriptor to detach")
+
+    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None):
+        """makefile(mode="r", buffering=None, *, encoding=None, errors=None, newline=None)
+
+        A file object on the socket, as socket.socket.makefile() (modes r, w, b)."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError("invalid mode %r (only r, w, b allowed)" % (mode,))
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = _socket.SocketIO(self, rawmode)     # it speaks recv_into/send/_decref_socketios
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buffer = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffer
+        text = io.TextIOWrapper(buffer, io.text_encoding(encoding), errors, newline)
+        text.mode = mode
+        return text
+
+    def sendfile(self, file, offset: int = 0, count: Optional[int] = None) -> int:
+        """sendfile(file, offset=0, count=None) -> bytes sent (as socket.socket.sendfile, by
+        reading the file; there is no kernel socket to splice into)."""
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if not self.getblocking():
+            raise ValueError("non-blocking sockets are not supported")
+        if count is not None and (not isinstance(count, int) or count <= 0):
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+        if offset:
+            file.seek(offset)
+        total = 0
+        chunk = 65536
+        try:
+            while count is None or total < count:
+                want = chunk if count is None else min(chunk, count - total)
+                data = file.read(want)
+                if not data:
+                    break
+                self.sendall(data)
+                total += len(data)
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+        return total
 
     def __enter__(self) -> "socket":
         return self
@@ -431,63 +573,224 @@ class socket:
     def timeout(self) -> Optional[float]:
         return self._timeout
 
+    # Options kept as connection options (name, to-option, from-option); times in seconds.
     _SOCKOPTS = {
-        (_socket.SOL_SOCKET, _socket.SO_KEEPALIVE): ("keepalive", bool, 1),
-        (_socket.SOL_SOCKET, _socket.SO_SNDBUF): ("sndbuf", int, 1),
-        (_socket.SOL_SOCKET, _socket.SO_RCVBUF): ("rcvbuf", int, 1),
-        (_socket.IPPROTO_TCP, _socket.TCP_NODELAY): ("nodelay", bool, 1),
-        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPIDLE", 4)): ("keepidle", float, 1),
-        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPINTVL", 5)): ("keepintvl", float, 1),
-        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPCNT", 6)): ("keepcnt", int, 1),
+        (_socket.SOL_SOCKET, _socket.SO_KEEPALIVE): "keepalive",
+        (_socket.SOL_SOCKET, _socket.SO_SNDBUF): "sndbuf",
+        (_socket.SOL_SOCKET, _socket.SO_RCVBUF): "rcvbuf",
+        (_socket.IPPROTO_TCP, _socket.TCP_NODELAY): "nodelay",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPIDLE", 4)): "keepidle",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPINTVL", 5)): "keepintvl",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_KEEPCNT", 6)): "keepcnt",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_MAXSEG", 2)): "mss",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_USER_TIMEOUT", 18)): "user_timeout",
+        (_socket.IPPROTO_TCP, getattr(_socket, "TCP_CONGESTION", 13)): "cc",
+        (_socket.SOL_SOCKET, _socket.SO_LINGER): "linger",
     }
+    # What getsockopt reports before anything was set (Linux's defaults, except the buffers).
+    _DEFAULTS = {"keepalive": False, "nodelay": False, "keepidle": 7200.0, "keepintvl": 75.0,
+                 "keepcnt": 9, "sndbuf": 262144, "rcvbuf": 262144, "user_timeout": 0.0,
+                 "cc": "cubic", "mss": 536}
 
     def setsockopt(self, level: int, optname: int, value, optlen: Optional[int] = None) -> None:
+        """setsockopt(level, option, value: int | bytes)"""
         self._check_open()
-        if isinstance(value, (bytes, bytearray)):
-            value = int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
-        if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            self._reuseaddr = bool(value)
+        if value is None:
+            raise TypeError("setsockopt() with a None value needs optlen (not supported)")
+        key = (level, optname)
+        if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
+            self._reuseaddr = bool(_int_opt(value))
             return
-        spec = self._SOCKOPTS.get((level, optname))
-        if spec is None:
+        name = self._SOCKOPTS.get(key)
+        if name is None:
             raise _error(errno.ENOPROTOOPT, "Protocol not available")
-        name, conv, _ = spec
-        if name in ("sndbuf", "rcvbuf"):
-            value = max(2048, int(value) * 2)  # Linux doubles the value (socket(7))
-        self._options[name] = conv(value)
+        if name == "linger":
+            if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
+                raise _error(errno.EINVAL, "Invalid argument")
+            onoff, seconds = struct.unpack("ii", bytes(value[:8]))
+            self._linger = (1 if onoff else 0, max(0, seconds))
+            return
+        if name == "cc":
+            algo = bytes(value).split(b"\0", 1)[0] if isinstance(value, (bytes, bytearray)) \
+                else str(value).encode()
+            names = {v: k for k, v in _CC_NAMES.items()}
+            if algo not in names:
+                raise _error(errno.ENOENT, "No such file or directory")
+            option = names[algo]
+        else:
+            v = _int_opt(value)
+            if name in ("sndbuf", "rcvbuf"):
+                option = max(4608 if name == "sndbuf" else 2304, v * 2)   # socket(7): doubled
+            elif name in ("keepidle", "keepintvl", "keepcnt"):
+                if not 1 <= v <= (32767 if name != "keepcnt" else 127):
+                    raise _error(errno.EINVAL, "Invalid argument")
+                option = float(v) if name != "keepcnt" else v
+            elif name == "mss":
+                if not 88 <= v <= 65495:
+                    raise _error(errno.EINVAL, "Invalid argument")
+                option = v
+            elif name == "user_timeout":
+                if v < 0:
+                    raise _error(errno.EINVAL, "Invalid argument")
+                option = v / 1000.0
+            else:
+                option = bool(v)
+        self._options[name] = option
         if self._tcb is not None:
-            self._engine.set_options(self._tcb, {name: conv(value)})
+            self._engine.set_options(self._tcb, {name: option})
 
     def getsockopt(self, level: int, optname: int, buflen: Optional[int] = None):
+        """getsockopt(level, option[, buflen]) -> int, or bytes when buflen is given"""
         self._check_open()
-        if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            return int(self._reuseaddr)
-        if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_ERROR):
-            if self._tcb is None:
-                return 0
-            _, _, error, _, _ = self._engine.state_of(self._tcb)
-            if error and not self._error_reported:
-                self._error_reported = True
-                return error
-            return 0
-        if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_TYPE):
-            return SOCK_STREAM
-        spec = self._SOCKOPTS.get((level, optname))
-        if spec is None:
+        key = (level, optname)
+        if key == (_socket.IPPROTO_TCP, getattr(_socket, "TCP_INFO", 11)):
+            return self._tcp_info(buflen if buflen is not None else 4)
+        if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
+            return _int_out(int(self._reuseaddr), buflen)
+        if key == (_socket.SOL_SOCKET, _socket.SO_ERROR):
+            value = 0
+            if self._tcb is not None:
+                _, _, error, _, _ = self._engine.state_of(self._tcb)
+                if error and not self._error_reported:
+                    self._error_reported = True
+                    value = error
+            return _int_out(value, buflen)
+        if key == (_socket.SOL_SOCKET, _socket.SO_TYPE):
+            return _int_out(SOCK_STREAM, buflen)
+        if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_ACCEPTCONN", 30)):
+            return _int_out(int(self._listener is not None), buflen)
+        name = self._SOCKOPTS.get(key)
+        if name is None:
             raise _error(errno.ENOPROTOOPT, "Protocol not available")
-        name, conv, _ = spec
-        defaults = {"keepalive": 0, "nodelay": 0, "keepidle": 7200, "keepintvl": 75,
-                    "keepcnt": 9, "sndbuf": 262144, "rcvbuf": 262144}
-        value = self._options.get(name, self._stack.tcp_options.get(name, defaults[name]))
-        return int(value)
+        if name == "linger":
+            if buflen is None:
+                return self._linger[0]
+            return struct.pack("ii", *self._linger)[:buflen].ljust(buflen, b"\0")
+        if name == "cc":
+            algo = self._options.get("cc", self._stack.tcp_options.get("cc", "cubic"))
+            raw = _CC_NAMES[algo]
+            if buflen is None:
+                return int.from_bytes(raw[:4].ljust(4, b"\0"), "little", signed=True)
+            return raw[:buflen].ljust(buflen, b"\0")
+        if name == "mss" and self._tcb is not None:
+            return _int_out(self._tcb.info["smss"], buflen)
+        value = self._options.get(name, self._stack.tcp_options.get(name, self._DEFAULTS[name]))
+        if name == "user_timeout":
+            value = int(round(value * 1000))
+        return _int_out(int(value), buflen)
+
+    def _tcp_info(self, buflen: int) -> bytes:
+        """struct tcp_info as Linux lays it out (linux/tcp.h), as far as tcpfast knows its fields."""
+        if self._tcb is None:
+            state = "LISTEN" if self._listener is not None else "CLOSED"
+            info = None
+        else:
+            info = self._tcb.info
+            state = info["state"]
+        out = bytearray(232)
+        struct.pack_into("B", out, 0, _LINUX_STATE.get(state, 7))
+        if info is not None:
+            opts = (1 if info["ts_ok"] else 0) | (2 if info["sack_ok"] else 0) | \
+                (4 if info["ws_ok"] else 0)
+            struct.pack_into("BBBBBB", out, 1, 1 if info["in_recovery"] else 0,
+                             min(info["retries"], 255), 0, 0, opts,
+                             (info["snd_wscale"] & 0xF) | ((info["rcv_wscale"] & 0xF) << 4))
+            smss = info["smss"]
+            flight = (info["snd_max"] - info["snd_una"]) & 0xFFFFFFFF
+            struct.pack_into("IIIII", out, 8, info["rto"], 40000, smss, smss,
+                             (flight + smss - 1) // max(smss, 1))
+            srtt = info["srtt"] or 0
+            struct.pack_into("IIIIIIII", out, 60, self._stack.mtu, info["rcv_wnd"], srtt,
+                             info["rttvar"], min(info["ssthresh"], 0x7FFFFFFF),
+                             info["cwnd"] // max(smss, 1), smss, 3)
+            counters = self._tcb.counters
+            struct.pack_into("I", out, 100, counters["retransmits"])
+        return bytes(out[:buflen])
 
     def __repr__(self) -> str:
         if self._closed:
-            return f"<tcpfast.socket [closed] fd=-1, family={self.family}, type={self.type}, proto={self.proto}>"
-        parts = [f"<tcpfast.socket fd={self._fd}, family={self.family}, type={self.type}, "
+            return (f"<tcpfast.socket [closed] fd=-1, family={self._family}, type={self._type}, "
+                    f"proto={self.proto}>")
+        parts = [f"<tcpfast.socket fd={self._fd}, family={self._family}, type={self._type}, "
                  f"proto={self.proto}"]
         if self._local is not None:
             parts.append(f", laddr={self.getsockname()}")
         if self._remote is not None and self._tcb is not None:
             parts.append(f", raddr={self._fmt(self._remote)}")
         return "".join(parts) + ">"
+
+
+_GLOBAL_DEFAULT_TIMEOUT = _socket._GLOBAL_DEFAULT_TIMEOUT
+
+
+def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, *,
+                      all_errors: bool = False, stack: Optional[Stack] = None) -> socket:
+    """create_connection(address, timeout=..., source_address=None, *, all_errors=False)
+
+    As socket.create_connection, with a tcpfast socket: try each address getaddrinfo gives for
+    ``address`` in turn (AF_INET and AF_INET6 stream), return the first connected one.
+    """
+    host, port = address
+    exceptions = []
+    for af, socktype, proto, _canon, sa in _socket.getaddrinfo(host, port, 0, SOCK_STREAM):
+        if af not in (AF_INET, AF_INET6):
+            continue
+        sock = None
+        try:
+            sock = socket(af, socktype, proto, stack=stack)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sa)
+            exceptions.clear()
+            return sock
+        except OSError as exc:
+            exceptions.append(exc)
+            if sock is not None:
+                sock.close()
+    if exceptions:
+        try:
+            if not all_errors:
+                raise exceptions[0]
+            raise ExceptionGroup("create_connection failed", exceptions)
+        finally:
+            exceptions.clear()
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def has_dualstack_ipv6() -> bool:
+    """False: a tcpfast AF_INET6 socket does not take IPv4-mapped connections."""
+    return False
+
+
+def create_server(address, *, family=AF_INET, backlog=None, reuse_port: bool = False,
+                  dualstack_ipv6: bool = False, stack: Optional[Stack] = None) -> socket:
+    """create_server(address, *, family=AF_INET, backlog=None, reuse_port=False,
+    dualstack_ipv6=False)
+
+    As socket.create_server, with a tcpfast socket (SO_REUSEADDR set, as CPython does on POSIX).
+    """
+    if reuse_port:
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6:
+        if not has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = socket(family, SOCK_STREAM, stack=stack)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            msg = "%s (while attempting to bind on address %r)" % (err.strerror, address)
+            raise OSError(err.errno, msg) from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
+        return sock
+    except BaseException:
+        sock.close()
+        raise

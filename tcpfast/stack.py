@@ -200,21 +200,21 @@ class Stack:
             if port == 0:
                 for _ in range(28232):
                     candidate = random.randint(32768, 60999)
-                    if not self._bound.get((sock.family, candidate)) and \
+                    if not self._bound.get((sock._family, candidate)) and \
                             not engine.local_port_in_use(version, candidate):
                         port = candidate
                         break
                 else:
                     raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
             else:
-                for other in self._bound.get((sock.family, port), ()):
+                for other in self._bound.get((sock._family, port), ()):
                     if other is sock:
                         continue
                     if not (sock._reuseaddr and other._reuseaddr and other._listener is None):
                         raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
                 if not sock._reuseaddr and engine.local_port_in_use(version, port):
                     raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-            self._bound.setdefault((sock.family, port), set()).add(sock)
+            self._bound.setdefault((sock._family, port), set()).add(sock)
         return port
 
     def _unbind(self, sock) -> None:

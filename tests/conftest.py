@@ -26,11 +26,12 @@ def ns():
     reason = netns.unavailable()
     if reason:
         _unavailable(reason)
+    netns.remove_stale("tcpf-")
     name = f"tcpf-{os.getpid()}"
     try:
         netns.create(name)
-    except OSError as exc:
-        _unavailable(f"cannot create a network namespace: {exc}")
+    except Exception as exc:  # noqa: BLE001 - whatever pyroute2 raises, the reason is the message
+        _unavailable(f"cannot create a network namespace: {exc!r}")
     try:
         yield name
     finally:

@@ -127,6 +127,14 @@ def remove(name: str) -> None:
         pyroute2.netns.remove(name)
 
 
+def remove_stale(prefix: str) -> None:
+    """Remove namespaces ``<prefix><pid>`` left by earlier runs that were killed (their pid is gone)."""
+    for entry in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else ():
+        pid = entry[len(prefix):]
+        if entry.startswith(prefix) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            remove(entry)
+
+
 def listed(name: str) -> bool:
     """Whether ``ip netns list`` still shows the namespace."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout

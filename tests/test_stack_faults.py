@@ -57,6 +57,7 @@ def test_lossy_path_both_ways(make_stack, in_ns, size, bound):
     assert stack.stats()["retransmits"] > 0 and kernel_retransmits > 0
 
 
+@pytest.mark.netem
 @pytest.mark.parametrize("size, bound", LOSSY_SIZES)
 def test_netem_both_ways(make_stack, in_ns, size, bound):
     """The same with the kernel's netem. netem on tcpf0 shapes only its egress, the kernel -> tcpfast
