@@ -144,6 +144,7 @@ cdef class Engine:
     cdef void _pcap(self, const uint8_t* pkt, size_t n) noexcept nogil
     cdef void _output(self, uint8_t* frame, size_t n, void* tcb, bint partial) noexcept nogil
     cdef void _flush(self, void* p, uint64_t now) noexcept nogil
+    cdef bint _flush_some(self, void* p, uint64_t now, int limit) noexcept nogil
     cdef void _after(self, void* p, uint64_t now) noexcept nogil
     cdef void _aq_push(self, Listener l, void* p) noexcept nogil
     cdef void _flush_dirty(self, uint64_t now) noexcept nogil

@@ -18,6 +18,7 @@ from libc.stdio cimport FILE, fopen, fwrite, fclose, fflush
 from libc.errno cimport errno, EAGAIN, EINTR, EADDRINUSE, EADDRNOTAVAIL, ENOMEM, EINVAL, \
     ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPROTO
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from tcpfast._seq cimport seq_gt, seq_ge, seq_le, seq_lt, seq_between
 from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason, WIRE_OK,
@@ -76,6 +77,7 @@ cdef enum:
     EPHEMERAL_HIGH = 60999
     LOOP_PKT = 65536 + 64
     COOKIE_PERIOD_S = 64             # RFC 4987 §3.6: a counter t that moves every 64 s
+    APP_FLUSH_PACKETS = 2            # packets an application thread sends itself per call
 
 cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was left to a device
 
@@ -639,16 +641,26 @@ cdef class Engine:
     cdef void _flush(self, void* p, uint64_t now) noexcept nogil:
         """Send everything the connection has due, then file it: wheel, wake-ups, accept queue,
         or out of the table."""
+        self._flush_some(p, now, 100000)
+
+    cdef bint _flush_some(self, void* p, uint64_t now, int limit) noexcept nogil:
+        """Send at most ``limit`` packets; True when more may be due (the caller hands the rest
+        to the engine thread)."""
         cdef size_t n
-        cdef int guard = 0
+        cdef int sent = 0
         cdef bint partial = (<Tcb>p).cfg.csum_partial
-        while guard < 100000:
+        cdef bint more = False
+        while True:
+            if sent >= limit:
+                more = True
+                break
             n = (<Tcb>p).poll_transmit(self.txbuf + VNET, PKT_MAX - VNET, now)
             if n == 0:
                 break
             self._output(self.txbuf, n, p, partial)
-            guard += 1
+            sent += 1
         self._after(p, now)
+        return more
 
     cdef void _after(self, void* p, uint64_t now) noexcept nogil:
         cdef int state = (<Tcb>p).state
@@ -1060,11 +1072,17 @@ cdef class Engine:
         pthread_mutex_unlock(&self.lock)
 
     cdef void _settle(self, void* p) noexcept:
-        """After a user call: flush what it made due (from this thread), run the rest."""
+        """After a user call: send the first few packets it made due from this thread (low
+        latency for small writes), and leave a bulk write's remainder to the engine thread, so
+        that the caller returns once its bytes are buffered and the two threads share the work."""
         cdef uint64_t now = _now_us()
+        cdef bint more
         with nogil:
-            self._flush(p, now)
+            more = self._flush_some(p, now, APP_FLUSH_PACKETS)
             self._drain_loopback(now)     # local delivery (and what it makes due) at once
+            if more and (<Tcb>p).eng_in_table:
+                self._mark_dirty(p)       # the rest is the engine thread's
+                self.wake_needed = 1
             if self.wake_needed:
                 # A timer earlier than the loop's planned wake-up: let it recompute.
                 self.wake_needed = 0
@@ -1264,12 +1282,11 @@ cdef class Engine:
 
     def send(self, Tcb t, data) -> int:
         """Queue bytes on the connection and send what may go now; -errno on error."""
-        cdef const uint8_t[::1] d
+        cdef const uint8_t[::1] d = data  # bytes, bytearray, a byte memoryview (else TypeError/ValueError)
         cdef int64_t r
-        cdef size_t n = len(data)
+        cdef size_t n = d.shape[0]
         if n == 0:
             return 0
-        d = data
         self._lock()
         try:
             r = t.user_send(&d[0], n, _now_us())
@@ -1301,6 +1318,29 @@ cdef class Engine:
         finally:
             self._unlock()
         return r
+
+    def recv_bytes(self, Tcb t, Py_ssize_t nbytes, bint peek):
+        """Like recv_into, into a new bytes object of the right size (one copy, as the kernel's
+        recv): bytes, or -errno as an int."""
+        cdef object out
+        cdef int64_t r
+        if nbytes <= 0:
+            return b""
+        out = PyBytes_FromStringAndSize(NULL, nbytes)
+        self._lock()
+        try:
+            r = t.user_recv(<uint8_t*>PyBytes_AS_STRING(out), nbytes, peek, _now_us())
+            if r > 0 and not peek and t.eng_in_table and t.ack_now:
+                self._settle(<void*>t)    # a window update is due
+            if not _tcb_readable(t):
+                _token_clear(t.eng_app_fd, &t.eng_rd_token)
+        finally:
+            self._unlock()
+        if r < 0:
+            return r
+        if r == nbytes:
+            return out
+        return out[:r]
 
     def shutdown(self, Tcb t) -> int:
         cdef int r

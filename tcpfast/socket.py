@@ -305,6 +305,15 @@ class socket:
         return self._tcb
 
     def send(self, data, flags: int = 0) -> int:
+        tcb = self._tcb
+        if not flags and tcb is not None and not self._closed and self._stack.running:
+            # The common case, with nothing in between: room in the send buffer.
+            try:
+                r = self._engine.send(tcb, data)
+            except (TypeError, ValueError):
+                r = -1                    # not a plain byte buffer: the general path casts it
+            if r > 0:
+                return r
         return self._send(data, flags, self._deadline())
 
     def _send(self, data, flags: int, deadline: Optional[float]) -> int:
@@ -345,9 +354,22 @@ class socket:
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        buf = bytearray(bufsize)
-        n = self.recv_into(buf, bufsize, flags)
-        return bytes(buf[:n])
+        if flags & ~(MSG_PEEK | MSG_DONTWAIT) or not bufsize:
+            buf = bytearray(bufsize)
+            n = self.recv_into(buf, bufsize, flags)
+            return bytes(buf[:n])
+        # The common case: straight into a bytes object of the right size.
+        tcb = self._connected()
+        if self._shut_rd:
+            return b""
+        deadline = self._deadline()
+        peek = bool(flags & MSG_PEEK)
+        while True:
+            r = self._engine.recv_bytes(tcb, bufsize, peek)
+            if not isinstance(r, int):
+                return r
+            if not self._recv_error(r, bool(flags & MSG_DONTWAIT), deadline) or self._shut_rd:
+                return b""
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
         tcb = self._connected()
@@ -388,16 +410,23 @@ class socket:
             r = self._engine.recv_into(tcb, view, nbytes, peek)
             if r >= 0:
                 return r
-            if r == -errno.EAGAIN:
-                if nonblocking:
-                    raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-                self._wait(deadline)
-                continue
-            if self._error_reported and r in (-errno.ECONNRESET, -errno.ETIMEDOUT,
-                                              -errno.ECONNREFUSED, -errno.EHOSTUNREACH):
-                return 0                # the kernel reports the error once, then end of stream
-            self._error_reported = True
-            raise _error(-r)
+            if not self._recv_error(r, nonblocking, deadline):
+                return 0
+
+    def _recv_error(self, r: int, nonblocking: bool, deadline: Optional[float]) -> bool:
+        """A receive came back with -errno ``r``. EAGAIN: wait for readability and return True
+        (try again). An error already reported once: return False (end of stream, as the
+        kernel reports an error once). Otherwise raise it."""
+        if r == -errno.EAGAIN:
+            if nonblocking:
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            self._wait(deadline)
+            return True
+        if self._error_reported and r in (-errno.ECONNRESET, -errno.ETIMEDOUT,
+                                          -errno.ECONNREFUSED, -errno.EHOSTUNREACH):
+            return False
+        self._error_reported = True
+        raise _error(-r)
 
     def recvfrom(self, bufsize: int, flags: int = 0):
         return self.recv(bufsize, flags), None
