@@ -23,6 +23,7 @@ from tcpfast._wire import WireError  # noqa: E402
 from tcpfast.stack import Stack, default_stack  # noqa: E402
 from tcpfast.socket import socket  # noqa: E402  (the class: tcpfast.socket(...) makes one)
 from tcpfast.socket import create_connection, create_server, has_dualstack_ipv6  # noqa: E402
+from tcpfast.patch import is_patched, patch, unpatch  # noqa: E402  (tcpfast.patch: the function)
 
 # The socket module's constants, so that tcpfast can stand in for it (tcpfast.AF_INET, ...).
 import socket as _stdlib_socket  # noqa: E402
@@ -35,4 +36,4 @@ for _name in dir(_stdlib_socket):
 del _name
 
 __all__ = ["Stack", "socket", "default_stack", "create_connection", "create_server",
-           "has_dualstack_ipv6", "WireError", "__version__"]
+           "has_dualstack_ipv6", "patch", "unpatch", "is_patched", "WireError", "__version__"]

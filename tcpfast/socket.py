@@ -8,6 +8,7 @@ and asyncio work with it, with no busy waiting.
 """
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import ipaddress
@@ -65,9 +66,9 @@ def _shutdown_fd(fd: int) -> None:
 def _int_opt(value) -> int:
     if isinstance(value, (bytes, bytearray)):
         return int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not isinstance(value, int):          # bool is an int, as the kernel socket takes it
         raise TypeError("an integer is required")
-    return value
+    return int(value)
 
 
 def _int_out(value: int, buflen: Optional[int]):
@@ -135,7 +136,9 @@ class socket:
     # --- helpers ---------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        # As socket.socket: close() with makefile() files still open leaves the socket usable
+        # through them (urllib reads the body after closing the connection's socket).
+        if self._fd < 0:
             raise _error(errno.EBADF, "Bad file descriptor")
 
     def _addr_bytes(self, address: Any) -> Tuple[bytes, int]:
@@ -306,7 +309,7 @@ class socket:
 
     def send(self, data, flags: int = 0) -> int:
         tcb = self._tcb
-        if not flags and tcb is not None and not self._closed and self._stack.running:
+        if not flags and tcb is not None and self._fd >= 0 and self._stack.running:
             # The common case, with nothing in between: room in the send buffer.
             try:
                 r = self._engine.send(tcb, data)
@@ -462,7 +465,7 @@ class socket:
         if self._io_refs <= 0:
             self._real_close()
 
-    def _real_close(self) -> None:
+    def _real_close(self, keep_fd: bool = False) -> None:
         if self._fd < 0:
             return
         try:
@@ -489,7 +492,8 @@ class socket:
                 _shutdown_fd(peer)
             finally:
                 os.close(peer)
-                os.close(fd)
+                if not keep_fd:
+                    os.close(fd)
 
     def _linger_wait(self, seconds: int) -> None:
         """SO_LINGER with a time: block until our FIN is acknowledged, or the time is up."""
@@ -502,7 +506,15 @@ class socket:
             time.sleep(0.002)
 
     def detach(self) -> int:
-        raise _error(errno.EOPNOTSUPP, "tcpfast sockets have no kernel descriptor to detach")
+        """There is no kernel TCP descriptor to hand over, so this fails (EOPNOTSUPP), having
+        closed the connection and given up the descriptor number to whoever already took it
+        from fileno(): ssl.SSLContext.wrap_socket() does so before it calls detach(), and would
+        close that number itself. (TLS on tcpfast sockets: asyncio's ``ssl=``, which runs TLS
+        above the socket, works.)"""
+        self._closed = True
+        self._real_close(keep_fd=True)
+        raise _error(errno.EOPNOTSUPP, "tcpfast sockets have no kernel descriptor to detach "
+                     "(ssl.wrap_socket cannot take one over; use asyncio's ssl= or ssl.SSLObject)")
 
     def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
                  encoding: Optional[str] = None, errors: Optional[str] = None,
@@ -571,7 +583,7 @@ class socket:
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_fd", -1) >= 0 and getattr(self, "_io_refs", 0) <= 0:
             try:
                 self.close()
             except Exception:
@@ -580,7 +592,7 @@ class socket:
     # --- modes and options -------------------------------------------------------------------
 
     def fileno(self) -> int:
-        return -1 if self._closed else self._fd
+        return self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
         if value is not None:
@@ -629,6 +641,11 @@ class socket:
         key = (level, optname)
         if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
             self._reuseaddr = bool(_int_opt(value))
+            return
+        if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
+            # tcpfast IPv6 sockets are IPv6-only (no v4-mapped addresses): 1 is what they are.
+            if not _int_opt(value):
+                raise _error(errno.EOPNOTSUPP, "tcpfast IPv6 sockets are IPv6-only")
             return
         name = self._SOCKOPTS.get(key)
         if name is None:
@@ -684,6 +701,8 @@ class socket:
                     self._error_reported = True
                     value = error
             return _int_out(value, buflen)
+        if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
+            return _int_out(1, buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_TYPE):
             return _int_out(SOCK_STREAM, buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_ACCEPTCONN", 30)):
@@ -737,7 +756,7 @@ class socket:
         return bytes(out[:buflen])
 
     def __repr__(self) -> str:
-        if self._closed:
+        if self._fd < 0:
             return (f"<tcpfast.socket [closed] fd=-1, family={self._family}, type={self._type}, "
                     f"proto={self.proto}>")
         parts = [f"<tcpfast.socket fd={self._fd}, family={self._family}, type={self._type}, "
@@ -780,9 +799,10 @@ def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=N
                 sock.close()
     if exceptions:
         try:
-            if not all_errors:
+            group = getattr(builtins, "ExceptionGroup", None)     # Python >= 3.11
+            if not all_errors or group is None:
                 raise exceptions[0]
-            raise ExceptionGroup("create_connection failed", exceptions)
+            raise group("create_connection failed", exceptions)
         finally:
             exceptions.clear()
     raise OSError("getaddrinfo returns an empty list")
