@@ -1171,7 +1171,7 @@ cdef class Engine:
             self._unlock()
         return l
 
-    def unlisten(self, Listener l):
+    def unlisten(self, Listener l not None):
         """Close a listener: connections still in its queues are reset (as Linux does)."""
         cdef int i, j
         cdef void* p
@@ -1218,7 +1218,7 @@ cdef class Engine:
         if self.release_head != NULL:
             self._release_all()
 
-    def accept(self, Listener l):
+    def accept(self, Listener l not None):
         """The next established connection of the listener, or None."""
         cdef void* p
         cdef Tcb t
@@ -1256,7 +1256,7 @@ cdef class Engine:
         finally:
             self._unlock()
 
-    def attach_fds(self, Tcb t, int app_fd, int peer_fd):
+    def attach_fds(self, Tcb t not None, int app_fd, int peer_fd):
         """Give a connection its socket's fd pair (an accepted connection, once its socket
         exists) and bring the fd up to date."""
         self._lock()
@@ -1267,20 +1267,20 @@ cdef class Engine:
         _readiness(t)
         self._unlock()
 
-    def poke(self, Tcb t):
+    def poke(self, Tcb t not None):
         """Make the socket's fd readable (shutdown(SHUT_RD) from another thread: a blocked
         reader must wake and find end of stream)."""
         self._lock()
         _token_set(t.eng_peer_fd, &t.eng_rd_token)
         self._unlock()
 
-    def refresh(self, Tcb t):
+    def refresh(self, Tcb t not None):
         """Bring the socket's fd in line with the connection (after the socket changed it)."""
         self._lock()
         _readiness(t)
         self._unlock()
 
-    def send(self, Tcb t, data) -> int:
+    def send(self, Tcb t not None, data) -> int:
         """Queue bytes on the connection and send what may go now; -errno on error."""
         cdef const uint8_t[::1] d = data  # bytes, bytearray, a byte memoryview (else TypeError/ValueError)
         cdef int64_t r
@@ -1289,6 +1289,11 @@ cdef class Engine:
             return 0
         self._lock()
         try:
+            if t.state == SYN_SENT or t.state == SYN_RECEIVED:
+                # The socket API waits for the connection as Linux does (sk_stream_wait_connect)
+                # rather than queue data in SYN-SENT as RFC 9293 §3.10.2 allows the TCB to.
+                _readiness(t)
+                return -EAGAIN
             r = t.user_send(&d[0], n, _now_us())
             if r > 0:
                 self._settle(<void*>t)
@@ -1298,7 +1303,7 @@ cdef class Engine:
             self._unlock()
         return r
 
-    def recv_into(self, Tcb t, buffer, Py_ssize_t nbytes, bint peek) -> int:
+    def recv_into(self, Tcb t not None, buffer, Py_ssize_t nbytes, bint peek) -> int:
         """Copy received bytes into ``buffer``; 0 at end of stream; -errno (-EAGAIN: none yet)."""
         cdef uint8_t[::1] out = buffer
         cdef int64_t r
@@ -1319,7 +1324,7 @@ cdef class Engine:
             self._unlock()
         return r
 
-    def recv_bytes(self, Tcb t, Py_ssize_t nbytes, bint peek):
+    def recv_bytes(self, Tcb t not None, Py_ssize_t nbytes, bint peek):
         """Like recv_into, into a new bytes object of the right size (one copy, as the kernel's
         recv): bytes, or -errno as an int."""
         cdef object out
@@ -1342,7 +1347,7 @@ cdef class Engine:
             return out
         return out[:r]
 
-    def shutdown(self, Tcb t) -> int:
+    def shutdown(self, Tcb t not None) -> int:
         cdef int r
         self._lock()
         try:
@@ -1353,7 +1358,7 @@ cdef class Engine:
             self._unlock()
         return r
 
-    def close(self, Tcb t) -> int:
+    def close(self, Tcb t not None) -> int:
         cdef int r
         self._lock()
         try:
@@ -1368,7 +1373,7 @@ cdef class Engine:
             self._release_all()
         return r
 
-    def abort(self, Tcb t) -> int:
+    def abort(self, Tcb t not None) -> int:
         cdef int r
         self._lock()
         try:
@@ -1381,7 +1386,7 @@ cdef class Engine:
             self._release_all()
         return r
 
-    def set_options(self, Tcb t, dict options):
+    def set_options(self, Tcb t not None, dict options):
         """Change a connection's options (socket options); takes effect for what follows."""
         self._lock()
         try:
@@ -1392,7 +1397,7 @@ cdef class Engine:
         finally:
             self._unlock()
 
-    def state_of(self, Tcb t):
+    def state_of(self, Tcb t not None):
         """(state name, events, error, recv available, send space) under the lock."""
         self._lock()
         try:

@@ -1279,6 +1279,8 @@ cdef class Tcb:
                     self.rtt_time = now
                 self.snd_nxt = self.iss + 1
                 self.snd_max = self.iss + 1
+                if self.first_unacked_time == 0:
+                    self.first_unacked_time = now   # TCP_USER_TIMEOUT counts from the SYN too
                 self._arm_rtx(now)
             return out
         if self.state == SYN_SENT:

@@ -90,7 +90,8 @@ class socket:
 
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
-                 "_error_reported", "_reuseaddr", "__weakref__")
+                 "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
+                 "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
                  fileno: Optional[int] = None, *, stack: Optional[Stack] = None) -> None:
@@ -122,6 +123,9 @@ class socket:
         self._shut_rd = False
         self._error_reported = False
         self._reuseaddr = False
+        self._reuseport = False
+        self._v6only = family == AF_INET6
+        self._stopped_listening = False
 
     # --- attributes as socket.socket has them -------------------------------------------------
 
@@ -159,6 +163,8 @@ class socket:
             infos = _socket.getaddrinfo(host, port, self._family, SOCK_STREAM)
             ip = ipaddress.ip_address(infos[0][4][0])
         if (ip.version == 4) != (self._family == AF_INET):
+            # The kernel socket resolves it for its family and fails there (EAI_ADDRFAMILY).
+            _socket.getaddrinfo(host, port, self._family, SOCK_STREAM)
             raise _error(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return ip.packed, port
 
@@ -205,7 +211,9 @@ class socket:
 
     def getpeername(self):
         self._check_open()
-        if self._remote is None or self._tcb is None:
+        if self._remote is None or self._tcb is None or \
+                self._engine.state_of(self._tcb)[0] in ("CLOSED", "TIME-WAIT", "SYN-SENT"):
+            # As Linux's inet_getname: no peer while connecting or once closed.
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._fmt(self._remote)
 
@@ -231,16 +239,21 @@ class socket:
     def _connect(self, address: Any, raise_: bool) -> int:
         self._check_open()
         if self._listener is not None:
-            return errno.EINVAL
+            return errno.EISCONN
         raddr, rport = self._addr_bytes(address)
         if self._tcb is not None:
             state, events, error, _, _ = self._engine.state_of(self._tcb)
             if state == "SYN-SENT":
-                return errno.EALREADY if self._timeout == 0.0 else self._wait_connected()
+                return errno.EALREADY        # as the kernel, whatever the socket's mode
             if error and not self._error_reported:
                 self._error_reported = True
                 return error
-            return errno.EISCONN
+            if not (state == "CLOSED" and not self._tcb.info["fin_sent"] and
+                    self._tcb.info["snd_una"] == self._tcb.info["iss"]):
+                return errno.EISCONN
+            # The last attempt failed (refused, timed out): the kernel lets it connect again.
+            self._tcb = None
+            self._error_reported = False
         laddr = self._local[0] if self._local else self._stack.local_address(self._family)
         if laddr == bytes(len(laddr)):
             laddr = self._stack.local_address(self._family)
@@ -272,6 +285,7 @@ class socket:
             return
         if self._local is None:
             self.bind(("", 0))
+        self._stack._check_listen(self)
         backlog = max(1, min(int(backlog), 4096))
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd)
@@ -279,10 +293,14 @@ class socket:
     def accept(self):
         self._check_open()
         if self._listener is None:
+            # Never listened, or stopped by shutdown(): EINVAL (as the kernel).
             raise _error(errno.EINVAL, "Invalid argument")
         deadline = self._deadline()
         while True:
-            tcb = self._engine.accept(self._listener)
+            listener = self._listener
+            if listener is None:              # shutdown() from another thread stopped it
+                raise _error(errno.EINVAL, "Invalid argument")
+            tcb = self._engine.accept(listener)
             if tcb is not None:
                 break
             self._wait(deadline)
@@ -298,13 +316,14 @@ class socket:
 
     # --- data --------------------------------------------------------------------------------
 
-    def _connected(self):
+    def _connected(self, sending: bool = False):
         self._check_open()
         if not self._stack.running:
             raise _error(errno.ENETDOWN, "Network is down (the tcpfast stack is stopped)")
         if self._tcb is None:
-            raise _error(errno.ENOTCONN if self._listener is None else errno.ENOTCONN,
-                         "Transport endpoint is not connected")
+            if sending and (self._listener is not None or self._stopped_listening):
+                raise _error(errno.EPIPE, "Broken pipe")      # as Linux, sending on a listener
+            raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._tcb
 
     def send(self, data, flags: int = 0) -> int:
@@ -320,7 +339,7 @@ class socket:
         return self._send(data, flags, self._deadline())
 
     def _send(self, data, flags: int, deadline: Optional[float]) -> int:
-        tcb = self._connected()
+        tcb = self._connected(sending=True)
         data = memoryview(data).cast("B")
         nonblocking = bool(flags & MSG_DONTWAIT)
         while True:
@@ -334,6 +353,8 @@ class socket:
                 continue
             if r == -errno.ENOTCONN:
                 raise _error(errno.ENOTCONN)
+            if r == -errno.ECONNRESET and self._tcb.info["rcv_fin"]:
+                r = -errno.EPIPE      # reset after the peer's FIN: Linux reports EPIPE (tcp_reset)
             # After our own shutdown or the peer's reset: EPIPE once the error was seen.
             if r in (-errno.ECONNRESET, -errno.ETIMEDOUT, -errno.ECONNREFUSED) and \
                     not self._error_reported:
@@ -363,15 +384,15 @@ class socket:
             return bytes(buf[:n])
         # The common case: straight into a bytes object of the right size.
         tcb = self._connected()
-        if self._shut_rd:
-            return b""
         deadline = self._deadline()
         peek = bool(flags & MSG_PEEK)
         while True:
             r = self._engine.recv_bytes(tcb, bufsize, peek)
             if not isinstance(r, int):
                 return r
-            if not self._recv_error(r, bool(flags & MSG_DONTWAIT), deadline) or self._shut_rd:
+            if r == -errno.EAGAIN and self._shut_rd:
+                return b""    # after shutdown(SHUT_RD): what is queued, then end of stream
+            if not self._recv_error(r, bool(flags & MSG_DONTWAIT), deadline):
                 return b""
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
@@ -385,10 +406,8 @@ class socket:
             nbytes = len(view)
         if nbytes == 0:
             return 0
-        if self._shut_rd:
-            return 0
         deadline = self._deadline()
-        nonblocking = bool(flags & MSG_DONTWAIT)
+        nonblocking = bool(flags & MSG_DONTWAIT) or self._shut_rd
         peek = bool(flags & MSG_PEEK)
         if flags & MSG_WAITALL and not peek and not nonblocking:
             # Block until nbytes, end of stream, an error or the timeout (recv(2) MSG_WAITALL).
@@ -408,11 +427,11 @@ class socket:
 
     def _recv_once(self, tcb, view, nbytes, peek, nonblocking, deadline) -> int:
         while True:
-            if self._shut_rd:
-                return 0
             r = self._engine.recv_into(tcb, view, nbytes, peek)
             if r >= 0:
                 return r
+            if r == -errno.EAGAIN and self._shut_rd:
+                return 0      # after shutdown(SHUT_RD): what is queued, then end of stream
             if not self._recv_error(r, nonblocking, deadline):
                 return 0
 
@@ -440,9 +459,20 @@ class socket:
     # --- shutdown and close ----------------------------------------------------------------------
 
     def shutdown(self, how: int) -> None:
-        tcb = self._connected()
+        self._check_open()
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise _error(errno.EINVAL, "Invalid argument")
+        if self._listener is not None:
+            # As Linux: shutdown stops a listener; a thread blocked in accept() wakes (EINVAL).
+            if how in (SHUT_RD, SHUT_RDWR):
+                self._engine.unlisten(self._listener)
+                self._listener = None
+                self._stopped_listening = True
+                _shutdown_fd(self._peer_fd)
+            return
+        tcb = self._connected()
+        if self._engine.state_of(tcb)[0] in ("CLOSED", "TIME-WAIT"):
+            raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         if how in (SHUT_RD, SHUT_RDWR):
             self._shut_rd = True
             self._engine.poke(tcb)     # readable now (end of stream): wakes a blocked reader
@@ -595,6 +625,7 @@ class socket:
         return self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
+        self._check_open()
         if value is not None:
             value = float(value)
             if value < 0:
@@ -605,6 +636,7 @@ class socket:
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
+        self._check_open()
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
@@ -643,9 +675,10 @@ class socket:
             self._reuseaddr = bool(_int_opt(value))
             return
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
-            # tcpfast IPv6 sockets are IPv6-only (no v4-mapped addresses): 1 is what they are.
-            if not _int_opt(value):
-                raise _error(errno.EOPNOTSUPP, "tcpfast IPv6 sockets are IPv6-only")
+            self._v6only = bool(_int_opt(value))
+            return
+        if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
+            self._reuseport = bool(_int_opt(value))
             return
         name = self._SOCKOPTS.get(key)
         if name is None:
@@ -702,7 +735,9 @@ class socket:
                     value = error
             return _int_out(value, buflen)
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
-            return _int_out(1, buflen)
+            return _int_out(int(self._v6only), buflen)
+        if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
+            return _int_out(int(self._reuseport), buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_TYPE):
             return _int_out(SOCK_STREAM, buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_ACCEPTCONN", 30)):
@@ -761,8 +796,7 @@ class socket:
                     f"proto={self.proto}>")
         parts = [f"<tcpfast.socket fd={self._fd}, family={self._family}, type={self._type}, "
                  f"proto={self.proto}"]
-        if self._local is not None:
-            parts.append(f", laddr={self.getsockname()}")
+        parts.append(f", laddr={self.getsockname()}")
         if self._remote is not None and self._tcb is not None:
             parts.append(f", raddr={self._fmt(self._remote)}")
         return "".join(parts) + ">"
@@ -820,8 +854,6 @@ def create_server(address, *, family=AF_INET, backlog=None, reuse_port: bool = F
 
     As socket.create_server, with a tcpfast socket (SO_REUSEADDR set, as CPython does on POSIX).
     """
-    if reuse_port:
-        raise ValueError("SO_REUSEPORT not supported on this platform")
     if dualstack_ipv6:
         if not has_dualstack_ipv6():
             raise ValueError("dualstack_ipv6 not supported on this platform")
@@ -830,6 +862,8 @@ def create_server(address, *, family=AF_INET, backlog=None, reuse_port: bool = F
     sock = socket(family, SOCK_STREAM, stack=stack)
     try:
         sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
         try:
             sock.bind(address)
         except OSError as err:

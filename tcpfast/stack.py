@@ -217,6 +217,17 @@ class Stack:
             self._bound.setdefault((sock._family, port), set()).add(sock)
         return port
 
+    def _check_listen(self, sock) -> None:
+        """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
+        SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""
+        import errno
+
+        with self._lock:
+            for other in self._bound.get((sock._family, sock._local[1]), ()):
+                if other is not sock and other._listener is not None and \
+                        not (sock._reuseport and other._reuseport):
+                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+
     def _unbind(self, sock) -> None:
         with self._lock:
             for key, socks in list(self._bound.items()):
