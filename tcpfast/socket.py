@@ -63,6 +63,13 @@ def _shutdown_fd(fd: int) -> None:
         s.detach()
 
 
+def _unknown_option(level: int):
+    if level in (_socket.SOL_SOCKET, _socket.IPPROTO_TCP, _socket.IPPROTO_IP,
+                 _socket.IPPROTO_IPV6):
+        return errno.ENOPROTOOPT, "Protocol not available"
+    return errno.EOPNOTSUPP, "Operation not supported"
+
+
 def _int_opt(value) -> int:
     if isinstance(value, (bytes, bytearray)):
         return int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little", signed=True)
@@ -91,6 +98,7 @@ class socket:
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
                  "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
+                 "_connecting", "_failed",
                  "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -126,6 +134,8 @@ class socket:
         self._reuseport = False
         self._v6only = family == AF_INET6
         self._stopped_listening = False
+        self._connecting = False
+        self._failed = False
 
     # --- attributes as socket.socket has them -------------------------------------------------
 
@@ -242,18 +252,25 @@ class socket:
             return errno.EISCONN
         raddr, rport = self._addr_bytes(address)
         if self._tcb is not None:
+            # Linux's __inet_stream_connect, with _connecting as its SS_CONNECTING.
             state, events, error, _, _ = self._engine.state_of(self._tcb)
-            if state == "SYN-SENT":
-                return errno.EALREADY        # as the kernel, whatever the socket's mode
-            if error and not self._error_reported:
+            if state == "SYN-SENT" or state == "SYN-RECEIVED":
+                return errno.EALREADY        # whatever the socket's mode
+            if self._connecting:
+                self._connecting = False
+                if state != "CLOSED":
+                    return 0                 # the attempt completed meanwhile
+                # It failed: the pending error once, else ECONNABORTED; the next connect()
+                # starts over.
+                err = error if error and not self._error_reported else errno.ECONNABORTED
                 self._error_reported = True
-                return error
-            if not (state == "CLOSED" and not self._tcb.info["fin_sent"] and
-                    self._tcb.info["snd_una"] == self._tcb.info["iss"]):
+                self._failed = True
+                return err
+            if not self._failed:
                 return errno.EISCONN
-            # The last attempt failed (refused, timed out): the kernel lets it connect again.
             self._tcb = None
             self._error_reported = False
+            self._failed = False
         laddr = self._local[0] if self._local else self._stack.local_address(self._family)
         if laddr == bytes(len(laddr)):
             laddr = self._stack.local_address(self._family)
@@ -262,6 +279,7 @@ class socket:
                                          self._peer_fd)
         self._local = (laddr, self._tcb.local[1])
         self._remote = (raddr, rport)
+        self._connecting = True
         if self._timeout == 0.0:
             return errno.EINPROGRESS
         return self._wait_connected()
@@ -270,12 +288,17 @@ class socket:
         deadline = self._deadline()
         while True:
             state, events, error, _, _ = self._engine.state_of(self._tcb)
-            if error:
+            if error or state == "CLOSED":
+                self._connecting = False
+                self._failed = True
                 self._error_reported = True
-                return error
+                return error or errno.ECONNABORTED
             if state != "SYN-SENT" and state != "SYN-RECEIVED":
+                self._connecting = False
                 return 0
-            self._wait(deadline, write=True)   # writable once the handshake is over
+            # Writable once the handshake is over; a timeout leaves the attempt going
+            # (SS_CONNECTING), so connect() again gives EALREADY.
+            self._wait(deadline, write=True)
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -321,8 +344,10 @@ class socket:
         if not self._stack.running:
             raise _error(errno.ENETDOWN, "Network is down (the tcpfast stack is stopped)")
         if self._tcb is None:
-            if sending and (self._listener is not None or self._stopped_listening):
-                raise _error(errno.EPIPE, "Broken pipe")      # as Linux, sending on a listener
+            if sending:
+                # As Linux: sending on a socket that is not connected (never connected, or a
+                # listener) is EPIPE; receiving is ENOTCONN.
+                raise _error(errno.EPIPE, "Broken pipe")
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._tcb
 
@@ -627,7 +652,11 @@ class socket:
     def settimeout(self, value: Optional[float]) -> None:
         self._check_open()
         if value is not None:
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+                raise TypeError("Timeout value must be int, float or None")
             value = float(value)
+            if value != value:
+                raise ValueError("Invalid value NaN (not a number)")
             if value < 0:
                 raise ValueError("Timeout value out of range")
         self._timeout = value
@@ -687,11 +716,13 @@ class socket:
             if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
                 raise _error(errno.EINVAL, "Invalid argument")
             onoff, seconds = struct.unpack("ii", bytes(value[:8]))
-            self._linger = (1 if onoff else 0, max(0, seconds))
+            # As Linux's sock_setsockopt: turning it off leaves the time as it was.
+            self._linger = (1, max(0, seconds)) if onoff else (0, self._linger[1])
             return
         if name == "cc":
-            algo = bytes(value).split(b"\0", 1)[0] if isinstance(value, (bytes, bytearray)) \
-                else str(value).encode()
+            if not isinstance(value, (bytes, bytearray)):
+                raise TypeError("a bytes-like object is required for TCP_CONGESTION")
+            algo = bytes(value).split(b"\0", 1)[0]
             names = {v: k for k, v in _CC_NAMES.items()}
             if algo not in names:
                 raise _error(errno.ENOENT, "No such file or directory")
@@ -744,7 +775,7 @@ class socket:
             return _int_out(int(self._listener is not None), buflen)
         name = self._SOCKOPTS.get(key)
         if name is None:
-            raise _error(errno.ENOPROTOOPT, "Protocol not available")
+            raise _error(*_unknown_option(level))
         if name == "linger":
             if buflen is None:
                 return self._linger[0]
