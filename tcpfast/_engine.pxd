@@ -73,6 +73,7 @@ cdef class Listener:
     cdef uint8_t rd_token
     cdef tcb_config cfg             # options the accepted connections inherit
     cdef readonly uint8_t closed
+    cdef public uint8_t reuse       # SO_REUSEADDR of the listening socket: its connections inherit it
 
 
 cdef class Engine:

@@ -806,6 +806,7 @@ cdef class Engine:
         (<Tcb>t).user_listen()
         (<Tcb>t).on_segment(p, pkt, now)
         (<Tcb>t).eng_listener = <void*>l
+        (<Tcb>t).eng_reuse = l.reuse
         (<Tcb>t).eng_embryonic = 1
         l.syn_count += 1
         self._insert(t)
@@ -884,6 +885,7 @@ cdef class Engine:
             return True
         (<Tcb>t).open_from_cookie(p, cookie, MSS_TABLE[idx], now)
         (<Tcb>t).eng_listener = <void*>l
+        (<Tcb>t).eng_reuse = l.reuse
         self._insert(t)
         self.st.syncookies_accepted += 1
         self._aq_push(l, t)
@@ -1093,7 +1095,7 @@ cdef class Engine:
         config_update(&self.cfg, options)
 
     def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int app_fd=-1,
-                int peer_fd=-1):
+                int peer_fd=-1, bint reuse=False):
         """Active open from (laddr, lport) (lport 0: an ephemeral port) to (raddr, rport)."""
         cdef uint8_t la[16]
         cdef uint8_t ra[16]
@@ -1136,6 +1138,7 @@ cdef class Engine:
             t.set_endpoints(&ip, <uint16_t>lport, <uint16_t>rport)
             t.eng_app_fd = app_fd
             t.eng_peer_fd = peer_fd
+            t.eng_reuse = reuse
             Py_INCREF(t)
             self._insert(<void*>t)
             t.user_open(_now_us())
@@ -1153,10 +1156,11 @@ cdef class Engine:
         return False
 
     def listen(self, bytes addr, int port, int backlog, dict options, int app_fd=-1,
-               int peer_fd=-1):
+               int peer_fd=-1, bint reuse=False):
         """Passive open on (addr, port); addr of zeros: any of the stack's addresses."""
         cdef int version = 4 if len(addr) == 4 else 6
         cdef Listener l = Listener(version, addr, port, backlog, app_fd, peer_fd)
+        l.reuse = reuse
         cdef tcb_config cfg = self.cfg
         config_update(&cfg, options)
         l.cfg = cfg
@@ -1240,8 +1244,10 @@ cdef class Engine:
             self._unlock()
         return t
 
-    def local_port_in_use(self, int version, int port) -> bool:
-        """Does any connection (in any state, TIME-WAIT included) use this local port?"""
+    def local_port_in_use(self, int version, int port, bint reuse=False) -> bool:
+        """Would a bind to this local port conflict with a connection (in any state, TIME-WAIT
+        included)? As Linux's inet_csk_bind_conflict: not when both the new socket and the
+        connection's socket set SO_REUSEADDR."""
         cdef uint32_t i
         cdef void* p
         self._lock()
@@ -1249,7 +1255,8 @@ cdef class Engine:
             for i in range(self.nbuckets):
                 p = self.buckets[i]
                 while p != NULL:
-                    if (<Tcb>p).lport == port and (<Tcb>p).ip.version == version:
+                    if (<Tcb>p).lport == port and (<Tcb>p).ip.version == version and \
+                            not (reuse and (<Tcb>p).eng_reuse):
                         return True
                     p = (<Tcb>p).eng_hash_next
             return self._port_listened(<uint8_t>version, <uint16_t>port)

@@ -211,6 +211,7 @@ cdef class Tcb:
     cdef uint8_t eng_in_table
     cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
     cdef uint8_t eng_queued     # in its listener's accept queue
+    cdef uint8_t eng_reuse      # its socket had SO_REUSEADDR (a TIME-WAIT keeps it, as Linux)
     cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
     # The socket's file descriptor is one end of a socketpair (eng_app_fd, its fileno()); the
     # engine holds the other (eng_peer_fd). A token byte written into the peer end makes the

@@ -276,7 +276,7 @@ class socket:
             laddr = self._stack.local_address(self._family)
         lport = self._local[1] if self._local else 0
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
-                                         self._peer_fd)
+                                         self._peer_fd, self._reuseaddr)
         self._local = (laddr, self._tcb.local[1])
         self._remote = (raddr, rport)
         self._connecting = True
@@ -311,7 +311,8 @@ class socket:
         self._stack._check_listen(self)
         backlog = max(1, min(int(backlog), 4096))
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
-                                             self._options, self._fd, self._peer_fd)
+                                             self._options, self._fd, self._peer_fd,
+                                             self._reuseaddr)
 
     def accept(self):
         self._check_open()

@@ -212,7 +212,7 @@ class Stack:
                         continue
                     if not (sock._reuseaddr and other._reuseaddr and other._listener is None):
                         raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-                if not sock._reuseaddr and engine.local_port_in_use(version, port):
+                if engine.local_port_in_use(version, port, sock._reuseaddr):
                     raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
             self._bound.setdefault((sock._family, port), set()).add(sock)
         return port
