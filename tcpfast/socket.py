@@ -288,13 +288,20 @@ class socket:
         deadline = self._deadline()
         while True:
             state, events, error, _, _ = self._engine.state_of(self._tcb)
+            # CPython connects a socket with a timeout by a non-blocking connect() and poll, so
+            # the kernel socket stays "connecting" (SS_CONNECTING) afterwards: the next
+            # connect() returns 0 (or ECONNABORTED after a failure) before EISCONN. A blocking
+            # connect() leaves it connected, or unconnected after a failure.
+            blocking = self._timeout is None
             if error or state == "CLOSED":
-                self._connecting = False
-                self._failed = True
                 self._error_reported = True
+                if blocking:
+                    self._connecting = False
+                    self._failed = True
                 return error or errno.ECONNABORTED
             if state != "SYN-SENT" and state != "SYN-RECEIVED":
-                self._connecting = False
+                if blocking:
+                    self._connecting = False
                 return 0
             # Writable once the handshake is over; a timeout leaves the attempt going
             # (SS_CONNECTING), so connect() again gives EALREADY.
@@ -435,8 +442,9 @@ class socket:
         deadline = self._deadline()
         nonblocking = bool(flags & MSG_DONTWAIT) or self._shut_rd
         peek = bool(flags & MSG_PEEK)
-        if flags & MSG_WAITALL and not peek and not nonblocking:
-            # Block until nbytes, end of stream, an error or the timeout (recv(2) MSG_WAITALL).
+        if flags & MSG_WAITALL and not peek and not nonblocking and self._timeout is None:
+            # Block until nbytes, end of stream or an error (recv(2) MSG_WAITALL). With a
+            # timeout CPython's socket is non-blocking underneath and returns what has come.
             got = 0
             while got < nbytes:
                 try:
