@@ -98,7 +98,7 @@ class socket:
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
                  "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
-                 "_connecting", "_failed",
+                 "_connecting", "_failed", "_inflight", "_close_deferred",
                  "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -136,6 +136,8 @@ class socket:
         self._stopped_listening = False
         self._connecting = False
         self._failed = False
+        self._inflight = 0              # threads waiting inside a blocking call
+        self._close_deferred = False
 
     # --- attributes as socket.socket has them -------------------------------------------------
 
@@ -152,7 +154,7 @@ class socket:
     def _check_open(self) -> None:
         # As socket.socket: close() with makefile() files still open leaves the socket usable
         # through them (urllib reads the body after closing the connection's socket).
-        if self._fd < 0:
+        if self._fd < 0 or self._close_deferred:
             raise _error(errno.EBADF, "Bad file descriptor")
 
     def _addr_bytes(self, address: Any) -> Tuple[bytes, int]:
@@ -197,8 +199,25 @@ class socket:
             raise _error(errno.EBADF, "Bad file descriptor")
         p = select.poll()
         p.register(fd, select.POLLOUT if write else select.POLLIN)
-        if not p.poll(timeout) and deadline is not None and time.monotonic() >= deadline:
+        # While we wait, a close() from another thread is put off until we are done, as a
+        # blocked system call keeps the kernel's file (and its connection) alive: the call
+        # carries on and completes (Linux does not wake it; shutdown() does).
+        self._inflight += 1
+        try:
+            ready = p.poll(timeout)
+        finally:
+            self._inflight -= 1
+        if not ready and deadline is not None and time.monotonic() >= deadline:
+            if self._close_deferred:
+                # As CPython: the wait ends, and the retry finds the descriptor gone.
+                raise _error(errno.EBADF, "Bad file descriptor")
             raise TimeoutError("timed out")
+
+    def _after_call(self) -> None:
+        """A blocking call is over: carry out a close() that came meanwhile."""
+        if self._close_deferred and not self._inflight:
+            self._close_deferred = False
+            self._real_close()
 
     # --- addresses ----------------------------------------------------------------------------
 
@@ -320,6 +339,13 @@ class socket:
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd,
                                              self._reuseaddr)
+        # A listening socket never polls writable (tcp_poll): fill its end of the pair up.
+        fill = bytes(4096)
+        try:
+            while os.write(self._fd, fill):
+                pass
+        except BlockingIOError:
+            pass
 
     def accept(self):
         self._check_open()
@@ -327,14 +353,17 @@ class socket:
             # Never listened, or stopped by shutdown(): EINVAL (as the kernel).
             raise _error(errno.EINVAL, "Invalid argument")
         deadline = self._deadline()
-        while True:
-            listener = self._listener
-            if listener is None:              # shutdown() from another thread stopped it
-                raise _error(errno.EINVAL, "Invalid argument")
-            tcb = self._engine.accept(listener)
-            if tcb is not None:
-                break
-            self._wait(deadline)
+        try:
+            while True:
+                listener = self._listener
+                if listener is None:              # shutdown() from another thread stopped it
+                    raise _error(errno.EINVAL, "Invalid argument")
+                tcb = self._engine.accept(listener)
+                if tcb is not None:
+                    break
+                self._wait(deadline)
+        finally:
+            self._after_call()
         sock = socket(self._family, SOCK_STREAM, self.proto, stack=self._stack)
         sock._tcb = tcb
         sock._options = dict(self._options)
@@ -382,7 +411,11 @@ class socket:
             if r == -errno.EAGAIN:
                 if nonblocking:
                     raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-                self._wait(deadline, write=True)
+                try:
+                    self._wait(deadline, write=True)
+                finally:
+                    if self._close_deferred:
+                        self._after_call()
                 continue
             if r == -errno.ENOTCONN:
                 raise _error(errno.ENOTCONN)
@@ -419,14 +452,18 @@ class socket:
         tcb = self._connected()
         deadline = self._deadline()
         peek = bool(flags & MSG_PEEK)
-        while True:
-            r = self._engine.recv_bytes(tcb, bufsize, peek)
-            if not isinstance(r, int):
-                return r
-            if r == -errno.EAGAIN and self._shut_rd:
-                return b""    # after shutdown(SHUT_RD): what is queued, then end of stream
-            if not self._recv_error(r, bool(flags & MSG_DONTWAIT), deadline):
-                return b""
+        try:
+            while True:
+                r = self._engine.recv_bytes(tcb, bufsize, peek)
+                if not isinstance(r, int):
+                    return r
+                if r == -errno.EAGAIN and self._shut_rd:
+                    return b""    # after shutdown(SHUT_RD): what is queued, then end of stream
+                if not self._recv_error(r, bool(flags & MSG_DONTWAIT), deadline):
+                    return b""
+        finally:
+            if self._close_deferred:
+                self._after_call()
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
         tcb = self._connected()
@@ -460,14 +497,17 @@ class socket:
         return self._recv_once(tcb, view, nbytes, peek, nonblocking, deadline)
 
     def _recv_once(self, tcb, view, nbytes, peek, nonblocking, deadline) -> int:
-        while True:
-            r = self._engine.recv_into(tcb, view, nbytes, peek)
-            if r >= 0:
-                return r
-            if r == -errno.EAGAIN and self._shut_rd:
-                return 0      # after shutdown(SHUT_RD): what is queued, then end of stream
-            if not self._recv_error(r, nonblocking, deadline):
-                return 0
+        try:
+            while True:
+                r = self._engine.recv_into(tcb, view, nbytes, peek)
+                if r >= 0:
+                    return r
+                if r == -errno.EAGAIN and self._shut_rd:
+                    return 0      # after shutdown(SHUT_RD): what is queued, then end of stream
+                if not self._recv_error(r, nonblocking, deadline):
+                    return 0
+        finally:
+            self._after_call()
 
     def _recv_error(self, r: int, nonblocking: bool, deadline: Optional[float]) -> bool:
         """A receive came back with -errno ``r``. EAGAIN: wait for readability and return True
@@ -531,6 +571,11 @@ class socket:
 
     def _real_close(self, keep_fd: bool = False) -> None:
         if self._fd < 0:
+            return
+        if self._inflight and not keep_fd:
+            # Another thread is blocked in a call on this socket: the number is gone for new
+            # calls (EBADF) but the connection lives until that call returns (_after_call).
+            self._close_deferred = True
             return
         try:
             if self._listener is not None:
@@ -656,7 +701,7 @@ class socket:
     # --- modes and options -------------------------------------------------------------------
 
     def fileno(self) -> int:
-        return self._fd
+        return -1 if self._close_deferred else self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
         self._check_open()

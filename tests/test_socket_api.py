@@ -61,16 +61,11 @@ KNOWN_DIFFERENCES = {
     "test_ipv6_v6only_roundtrip": "IPV6_V6ONLY defaults to 1 (no dual stack yet)",
     "test_has_dualstack_ipv6": "no dual stack yet",
     "test_create_server_dualstack": "no dual stack yet",
-    # Linux's close() does not wake a thread blocked in recv()/accept() on the same socket;
-    # tcpfast's does (EBADF).
-    "test_close_from_another_thread_blocking_recv": "close() wakes a blocked recv",
-    "test_close_from_another_thread_blocking_accept": "close() wakes a blocked accept",
     # poll() bits beyond IN/OUT: the socketpair behind fileno() does not yet show POLLHUP,
-    # POLLRDHUP and POLLERR as tcp_poll() does, and a listener polls writable.
+    # POLLRDHUP and POLLERR as tcp_poll() does.
     "test_poll_mask_half_closed": "no POLLRDHUP/POLLHUP",
     "test_poll_mask_reset": "no POLLERR/POLLHUP",
     "test_poll_mask_fresh_socket": "no POLLHUP on a fresh socket",
-    "test_poll_mask_listener": "a listener polls POLLOUT",
 }
 
 
