@@ -45,7 +45,7 @@ LINKS = {
 @pytest.mark.parametrize("link", sorted(LINKS))
 @pytest.mark.parametrize("cc", ["cubic", "newreno"])
 def test_two_way_transfer_arrives_intact(link, cc):
-    size = 20 * MB if LINKS[link].get("loss", 0) < 0.2 else 4 * MB
+    size = 20 * MB
     sp = SimPair(seed=11, delay=0.002, cc=cc, **LINKS[link])
     r = sp.run(size, size, sha256=True, timeout=100_000)
     check_transfer(r, 11, size, size)
