@@ -78,6 +78,9 @@ cdef enum:
     LOOP_PKT = 65536 + 64
     COOKIE_PERIOD_S = 64             # RFC 4987 §3.6: a counter t that moves every 64 s
     APP_FLUSH_PACKETS = 2            # packets an application thread sends itself per call
+    CALL_SHUTDOWN = 1
+    CALL_CLOSE = 2
+    CALL_ABORT = 3
 
 cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was left to a device
 
@@ -1355,41 +1358,34 @@ cdef class Engine:
         return out[:r]
 
     def shutdown(self, Tcb t not None) -> int:
-        cdef int r
-        self._lock()
-        try:
-            r = t.user_shutdown(_now_us())
-            if t.eng_in_table:
-                self._settle(<void*>t)
-        finally:
-            self._unlock()
-        return r
+        """shutdown(SHUT_WR): the FIN after the queued data."""
+        return self._user_call(t, CALL_SHUTDOWN)
 
     def close(self, Tcb t not None) -> int:
-        cdef int r
-        self._lock()
-        try:
-            t.eng_app_fd = -1             # the socket closes its fds after this call
-            t.eng_peer_fd = -1
-            r = t.user_close(_now_us())
-            if t.eng_in_table:
-                self._settle(<void*>t)
-        finally:
-            self._unlock()
-        if self.release_head != NULL:
-            self._release_all()
-        return r
+        """The socket is closed: the connection finishes on its own (or resets, RFC 2525)."""
+        return self._user_call(t, CALL_CLOSE)
 
     def abort(self, Tcb t not None) -> int:
+        """Reset the connection (SO_LINGER with a zero time)."""
+        return self._user_call(t, CALL_ABORT)
+
+    cdef int _user_call(self, Tcb t, int which) except? -1000:
         cdef int r
         self._lock()
         try:
-            r = t.user_abort(_now_us())
+            if which == CALL_SHUTDOWN:
+                r = t.user_shutdown(_now_us())
+            elif which == CALL_CLOSE:
+                t.eng_app_fd = -1         # the socket closes its fds after this call
+                t.eng_peer_fd = -1
+                r = t.user_close(_now_us())
+            else:
+                r = t.user_abort(_now_us())
             if t.eng_in_table:
                 self._settle(<void*>t)
         finally:
             self._unlock()
-        if self.release_head != NULL:
+        if which != CALL_SHUTDOWN and self.release_head != NULL:
             self._release_all()
         return r
 

@@ -248,6 +248,7 @@ cdef class Tcb:
     cdef void _size_rcvbuf(self) noexcept nogil
     cdef uint32_t _rcv_slack(self) noexcept nogil
     cdef uint32_t _rcv_space(self) noexcept nogil
+    cdef void _endpoints_from(self, const pkt_repr* p) noexcept nogil
     cdef void _negotiate(self, const tcp_repr* th) noexcept nogil
     cdef int _listen_input(self, const pkt_repr* p, uint64_t now) noexcept nogil
     cdef int _syn_sent_input(self, const pkt_repr* p, const uint8_t* payload, uint64_t now) noexcept nogil

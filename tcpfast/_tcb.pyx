@@ -214,6 +214,17 @@ cdef class Tcb:
         cdef uint32_t space = ring_space(&self.rcvbuf), slack = self._rcv_slack()
         return space - slack if space > slack else 0
 
+    cdef void _endpoints_from(self, const pkt_repr* p) noexcept nogil:
+        """Take the peer's address and port from its segment (a passive open binds to it)."""
+        memset(&self.ip, 0, sizeof(ip_repr))
+        self.ip.version = p.ip.version
+        memcpy(self.ip.src, p.ip.dst, 16)
+        memcpy(self.ip.dst, p.ip.src, 16)
+        self.ip.ttl = self.cfg.ttl
+        self.ip.dont_fragment = 1
+        self.lport = p.tcp.dst_port
+        self.rport = p.tcp.src_port
+
     cdef void _negotiate(self, const tcp_repr* th) noexcept nogil:
         """Options of the peer's SYN (RFC 9293 §3.7.1 MSS, RFC 7323 §1.3/§2.2/§3.2, RFC 2018 §2):
         each one is in use only when both sides offered it."""
@@ -259,14 +270,7 @@ cdef class Tcb:
         window scaling, timestamps and SACK were not kept, so they are off. The caller then hands
         the same segment to on_segment for any data it carries."""
         cdef const tcp_repr* th = &p.tcp
-        memset(&self.ip, 0, sizeof(ip_repr))
-        self.ip.version = p.ip.version
-        memcpy(self.ip.src, p.ip.dst, 16)
-        memcpy(self.ip.dst, p.ip.src, 16)
-        self.ip.ttl = self.cfg.ttl
-        self.ip.dont_fragment = 1
-        self.lport = th.dst_port
-        self.rport = th.src_port
+        self._endpoints_from(p)
         self.passive = 1
         self.cfg.wscale_ok = 0
         self.cfg.timestamps_ok = 0
@@ -478,14 +482,7 @@ cdef class Tcb:
         # "Third, check for a SYN"
         if not (th.flags & TH_SYN):
             return SEG_OK                 # "Fourth, other control or text ... drop"
-        memset(&self.ip, 0, sizeof(ip_repr))
-        self.ip.version = p.ip.version
-        memcpy(self.ip.src, p.ip.dst, 16)
-        memcpy(self.ip.dst, p.ip.src, 16)
-        self.ip.ttl = self.cfg.ttl
-        self.ip.dont_fragment = 1
-        self.lport = th.dst_port
-        self.rport = th.src_port
+        self._endpoints_from(p)
         self._init_sequence(now)
         self.rcv_nxt = th.seq + 1
         self.irs = th.seq
