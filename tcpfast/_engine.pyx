@@ -1225,24 +1225,31 @@ cdef class Engine:
         if self.release_head != NULL:
             self._release_all()
 
-    def accept(self, Listener l not None):
-        """The next established connection of the listener, or None."""
-        cdef void* p
-        cdef Tcb t
+    def accept(self, Listener l not None, Listener l2=None):
+        """The next established connection of the listener (or of ``l2``, the IPv4 half of a
+        dual-stack listener sharing its fd), or None."""
+        cdef void* p = NULL
+        cdef Tcb t = None
+        cdef Listener src = None
         self._lock()
         try:
-            if l.aq_count == 0:
+            if l.aq_count:
+                src = l
+            elif l2 is not None and l2.aq_count:
+                src = l2
+            if src is not None:
+                p = src.acceptq[src.aq_head]
+                src.aq_head = (src.aq_head + 1) % src.aq_cap
+                src.aq_count -= 1
+                (<Tcb>p).eng_queued = 0
+                t = <Tcb>p                # our own reference now
+                if not t.eng_in_table:
+                    Py_DECREF(t)          # the engine's reference, kept only for the queue
+            # The fd is readable exactly while a connection waits in either queue.
+            if l.aq_count == 0 and (l2 is None or l2.aq_count == 0):
                 _token_clear(l.app_fd, &l.rd_token)
-                return None
-            p = l.acceptq[l.aq_head]
-            l.aq_head = (l.aq_head + 1) % l.aq_cap
-            l.aq_count -= 1
-            if l.aq_count == 0:
-                _token_clear(l.app_fd, &l.rd_token)
-            (<Tcb>p).eng_queued = 0
-            t = <Tcb>p                    # our own reference now
-            if not t.eng_in_table:
-                Py_DECREF(t)              # the engine's reference, kept only for the queue
+                if l2 is not None:
+                    l2.rd_token = 0
         finally:
             self._unlock()
         return t

@@ -42,6 +42,9 @@ _LINUX_STATE = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1"
 _CC_NAMES = {"cubic": b"cubic", "newreno": b"reno"}
 
 
+_V4MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
 def _readiness_pair() -> Tuple[int, int]:
     """A connected AF_UNIX pair, non-blocking, with small buffers (so filling one end up, to
     make it unwritable, takes a write or two): (the socket's fd, the engine's end)."""
@@ -98,7 +101,7 @@ class socket:
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
                  "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
-                 "_connecting", "_failed", "_inflight", "_close_deferred",
+                 "_connecting", "_failed", "_inflight", "_close_deferred", "_listener4",
                  "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -132,7 +135,10 @@ class socket:
         self._error_reported = False
         self._reuseaddr = False
         self._reuseport = False
-        self._v6only = family == AF_INET6
+        # Linux's default (net.ipv6.bindv6only = 0): an AF_INET6 socket also speaks IPv4, through
+        # IPv4-mapped addresses (::ffff:a.b.c.d).
+        self._v6only = False
+        self._listener4 = None
         self._stopped_listening = False
         self._connecting = False
         self._failed = False
@@ -248,7 +254,11 @@ class socket:
 
     def _fmt(self, ap: Tuple[bytes, int]):
         host = str(ipaddress.ip_address(ap[0]))
-        return (host, ap[1]) if self._family == AF_INET else (host, ap[1], 0, 0)
+        if self._family == AF_INET:
+            return (host, ap[1])
+        if len(ap[0]) == 4:
+            host = "::ffff:" + host          # an IPv4 connection of an AF_INET6 socket
+        return (host, ap[1], 0, 0)
 
     # --- connection set-up --------------------------------------------------------------------
 
@@ -291,8 +301,15 @@ class socket:
             self._error_reported = False
             self._failed = False
         laddr = self._local[0] if self._local else self._stack.local_address(self._family)
+        if self._family == AF_INET6 and raddr[:12] == _V4MAPPED_PREFIX:
+            # IPv4-mapped destination: an IPv4 connection (RFC 4291 §2.5.5.2), unless IPv6-only.
+            if self._v6only:
+                return errno.ENETUNREACH
+            raddr = raddr[12:]
+            laddr = laddr[12:] if laddr[:12] == _V4MAPPED_PREFIX else \
+                self._stack.local_address(AF_INET)
         if laddr == bytes(len(laddr)):
-            laddr = self._stack.local_address(self._family)
+            laddr = self._stack.local_address(AF_INET if len(laddr) == 4 else self._family)
         lport = self._local[1] if self._local else 0
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
                                          self._peer_fd, self._reuseaddr)
@@ -339,6 +356,12 @@ class socket:
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd,
                                              self._reuseaddr)
+        if self._family == AF_INET6 and not self._v6only and self._local[0] == bytes(16):
+            # Dual stack: the same socket takes IPv4 connections on the port as well.
+            self._stack._bind_also(self, AF_INET, self._local[1])
+            self._listener4 = self._engine.listen(bytes(4), self._local[1], backlog,
+                                                  self._options, self._fd, self._peer_fd,
+                                                  self._reuseaddr)
         # A listening socket never polls writable (tcp_poll): fill its end of the pair up.
         fill = bytes(4096)
         try:
@@ -358,13 +381,14 @@ class socket:
                 listener = self._listener
                 if listener is None:              # shutdown() from another thread stopped it
                     raise _error(errno.EINVAL, "Invalid argument")
-                tcb = self._engine.accept(listener)
+                tcb = self._engine.accept(listener, self._listener4)
                 if tcb is not None:
                     break
                 self._wait(deadline)
         finally:
             self._after_call()
         sock = socket(self._family, SOCK_STREAM, self.proto, stack=self._stack)
+        sock._v6only = self._v6only
         sock._tcb = tcb
         sock._options = dict(self._options)
         local, remote = tcb.local, tcb.remote
@@ -540,6 +564,9 @@ class socket:
             # As Linux: shutdown stops a listener; a thread blocked in accept() wakes (EINVAL).
             if how in (SHUT_RD, SHUT_RDWR):
                 self._engine.unlisten(self._listener)
+                if self._listener4 is not None:
+                    self._engine.unlisten(self._listener4)
+                    self._listener4 = None
                 self._listener = None
                 self._stopped_listening = True
                 _shutdown_fd(self._peer_fd)
@@ -580,6 +607,8 @@ class socket:
         try:
             if self._listener is not None:
                 self._engine.unlisten(self._listener)
+                if self._listener4 is not None:
+                    self._engine.unlisten(self._listener4)
             elif self._tcb is not None and self._stack.running:
                 onoff, seconds = self._linger
                 if onoff and seconds == 0:
@@ -928,8 +957,8 @@ def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=N
 
 
 def has_dualstack_ipv6() -> bool:
-    """False: a tcpfast AF_INET6 socket does not take IPv4-mapped connections."""
-    return False
+    """True: a tcpfast AF_INET6 socket with IPV6_V6ONLY off also takes IPv4 connections."""
+    return True
 
 
 def create_server(address, *, family=AF_INET, backlog=None, reuse_port: bool = False,

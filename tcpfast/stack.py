@@ -217,6 +217,16 @@ class Stack:
             self._bound.setdefault((sock._family, port), set()).add(sock)
         return port
 
+    def _bind_also(self, sock, family: int, port: int) -> None:
+        """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off)."""
+        import errno
+
+        with self._lock:
+            for other in self._bound.get((family, port), ()):
+                if other is not sock and not (sock._reuseport and other._reuseport):
+                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+            self._bound.setdefault((family, port), set()).add(sock)
+
     def _check_listen(self, sock) -> None:
         """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
         SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""

@@ -56,11 +56,6 @@ WATCHDOG = 60      # seconds for any one test before the run is ended with trace
 # strict xfail on the tcpfast side only: it is reported as such, and the run fails the moment one
 # of them starts to pass (then its line goes). The kernel side of these tests runs as usual.
 KNOWN_DIFFERENCES = {
-    # IPv4-mapped IPv6 (dual stack): tcpfast's AF_INET6 sockets are IPv6-only.
-    "test_v6_socket_to_v4_mapped_address": "no IPv4-mapped IPv6 addresses yet",
-    "test_ipv6_v6only_roundtrip": "IPV6_V6ONLY defaults to 1 (no dual stack yet)",
-    "test_has_dualstack_ipv6": "no dual stack yet",
-    "test_create_server_dualstack": "no dual stack yet",
     # poll() bits beyond IN/OUT: the socketpair behind fileno() does not yet show POLLHUP,
     # POLLRDHUP and POLLERR as tcp_poll() does.
     "test_poll_mask_half_closed": "no POLLRDHUP/POLLHUP",
