@@ -49,6 +49,13 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void* buf, size_t count)
     ssize_t write(int fd, const void* buf, size_t count)
+    int dup2(int oldfd, int newfd)
+
+cdef extern from "<sys/socket.h>" nogil:
+    int shutdown(int fd, int how)
+    enum:
+        SHUT_WR
+        SHUT_RDWR
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
@@ -153,11 +160,45 @@ cdef inline bint _tcb_writable(Tcb t) noexcept nogil:
     return space > 0 and space * 3 >= t.sndbuf.cap
 
 
+cdef int _devnull = -1
+_devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+
+
+cdef inline void _hangup(Tcb t) noexcept nogil:
+    """The poll bits beyond IN/OUT, as tcp_poll() sets them, shown through the pair: the peer's
+    FIN (RCV_SHUTDOWN) -> POLLRDHUP, both directions done or the connection gone -> POLLHUP,
+    an error -> POLLERR. Each step is one-way, as in TCP."""
+    cdef uint8_t b = 0
+    cdef int phase = t.eng_fd_phase
+    if t.error and t.state == CLOSED:
+        if phase < 3 and _devnull >= 0:
+            # Releasing the peer end with a byte unread sets ECONNRESET on the socket's end
+            # (unix_release_sock): POLLERR | POLLHUP until the error is read. dup2 keeps the
+            # number valid (it now names /dev/null) for the socket to close later.
+            write(t.eng_app_fd, &b, 1)
+            dup2(_devnull, t.eng_peer_fd)
+            t.eng_fd_phase = 3
+        return
+    if (t.rcv_fin and t.fin_queued) or t.state == CLOSED or t.state == TIME_WAIT:
+        if phase < 2:
+            shutdown(t.eng_peer_fd, SHUT_RDWR)      # both ways shut: POLLHUP
+            t.eng_fd_phase = 2
+    elif t.rcv_fin and phase < 1:
+        shutdown(t.eng_peer_fd, SHUT_WR)            # the peer's FIN: POLLIN | POLLRDHUP
+        t.eng_fd_phase = 1
+
+
 cdef inline void _readiness(Tcb t) noexcept nogil:
     """Bring the socket's fd in line with the connection (called after anything changed it)."""
     cdef uint8_t buf[4096]
     if t.eng_peer_fd < 0:
         return
+    if t.eng_fd_phase == 3:
+        return
+    if t.rcv_fin or t.state == CLOSED or t.state == TIME_WAIT or t.error:
+        _hangup(t)
+        if t.eng_fd_phase >= 2:
+            return
     if _tcb_readable(t):
         _token_set(t.eng_peer_fd, &t.eng_rd_token)
     if _tcb_writable(t):

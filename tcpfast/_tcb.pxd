@@ -221,6 +221,7 @@ cdef class Tcb:
     cdef int eng_peer_fd
     cdef uint8_t eng_rd_token   # the app end is readable (a token is queued)
     cdef uint8_t eng_wr_blocked # the app end is filled (unwritable)
+    cdef uint8_t eng_fd_phase   # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
     cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
 
     # --- C API --------------------------------------------------------------------------------

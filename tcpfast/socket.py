@@ -15,6 +15,7 @@ import ipaddress
 import os
 import select
 import socket as _socket
+import _socket as _csocket
 import struct
 import time
 from typing import Any, Optional, Tuple
@@ -56,8 +57,35 @@ def _readiness_pair() -> Tuple[int, int]:
     return a.detach(), b.detach()
 
 
+def _arm_pair(fd: int) -> int:
+    """Swap the fd number ``fd`` over to a new readiness pair; returns the engine's end."""
+    a, b = _readiness_pair()
+    os.dup2(a, fd, inheritable=False)
+    os.close(a)
+    return b
+
+
+def _clear_fd_error(fd: int) -> None:
+    """Read a pending error off the socket's end (the engine set it to show POLLERR), as the
+    kernel clears sk_err once it has been reported."""
+    try:
+        s = _socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        while s.recv(4096, _socket.MSG_DONTWAIT):   # tokens first, then the error (or EOF)
+            pass
+    except OSError:
+        pass
+    finally:
+        s.detach()
+
+
 def _shutdown_fd(fd: int) -> None:
-    s = _socket.socket(fileno=fd)
+    try:
+        s = _socket.socket(fileno=fd)
+    except OSError:
+        return                  # the engine already let the pair go (it names /dev/null now)
     try:
         s.shutdown(SHUT_RDWR)
     except OSError:
@@ -126,7 +154,11 @@ class socket:
             self._timeout = 0.0
         self._tcb = None
         self._listener = None
-        self._fd, self._peer_fd = _readiness_pair()
+        # Until it connects or listens, the socket's fd is an unconnected kernel TCP socket of the
+        # same family: it polls exactly as a fresh socket does (POLLOUT | POLLHUP). connect() and
+        # listen() put a readiness pair in its place under the same number (_arm).
+        self._fd = _csocket.socket(family, SOCK_STREAM).detach()   # the C type: patch()-proof
+        self._peer_fd = -1
         self._local: Optional[Tuple[bytes, int]] = None
         self._remote: Optional[Tuple[bytes, int]] = None
         self._closed = False
@@ -188,6 +220,14 @@ class socket:
 
     def _deadline(self) -> Optional[float]:
         return None if self._timeout is None else time.monotonic() + self._timeout
+
+    def _arm(self) -> None:
+        """A fresh readiness pair under the socket's fd number (a new connection attempt or a
+        listener): the old one, if any, belonged to a connection that is over."""
+        old = self._peer_fd
+        self._peer_fd = _arm_pair(self._fd)
+        if old >= 0:
+            os.close(old)
 
     def _wait(self, deadline: Optional[float], write: bool = False) -> None:
         """Wait until the fd polls readable (or writable); TimeoutError at the deadline."""
@@ -311,6 +351,7 @@ class socket:
         if laddr == bytes(len(laddr)):
             laddr = self._stack.local_address(AF_INET if len(laddr) == 4 else self._family)
         lport = self._local[1] if self._local else 0
+        self._arm()
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
                                          self._peer_fd, self._reuseaddr)
         self._local = (laddr, self._tcb.local[1])
@@ -353,6 +394,7 @@ class socket:
             self.bind(("", 0))
         self._stack._check_listen(self)
         backlog = max(1, min(int(backlog), 4096))
+        self._arm()
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd,
                                              self._reuseaddr)
@@ -389,6 +431,7 @@ class socket:
             self._after_call()
         sock = socket(self._family, SOCK_STREAM, self.proto, stack=self._stack)
         sock._v6only = self._v6only
+        sock._arm()
         sock._tcb = tcb
         sock._options = dict(self._options)
         local, remote = tcb.local, tcb.remote
@@ -546,6 +589,7 @@ class socket:
                                           -errno.ECONNREFUSED, -errno.EHOSTUNREACH):
             return False
         self._error_reported = True
+        _clear_fd_error(self._fd)           # reported: POLLERR goes, as sk_err does
         raise _error(-r)
 
     def recvfrom(self, bufsize: int, flags: int = 0):
@@ -627,9 +671,11 @@ class socket:
             fd, peer = self._fd, self._peer_fd
             self._fd = self._peer_fd = -1
             try:
-                _shutdown_fd(peer)
+                if peer >= 0:
+                    _shutdown_fd(peer)
             finally:
-                os.close(peer)
+                if peer >= 0:
+                    os.close(peer)
                 if not keep_fd:
                     os.close(fd)
 
@@ -846,6 +892,7 @@ class socket:
                 _, _, error, _, _ = self._engine.state_of(self._tcb)
                 if error and not self._error_reported:
                     self._error_reported = True
+                    _clear_fd_error(self._fd)
                     value = error
             return _int_out(value, buflen)
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:

@@ -58,9 +58,6 @@ WATCHDOG = 60      # seconds for any one test before the run is ended with trace
 KNOWN_DIFFERENCES = {
     # poll() bits beyond IN/OUT: the socketpair behind fileno() does not yet show POLLHUP,
     # POLLRDHUP and POLLERR as tcp_poll() does.
-    "test_poll_mask_half_closed": "no POLLRDHUP/POLLHUP",
-    "test_poll_mask_reset": "no POLLERR/POLLHUP",
-    "test_poll_mask_fresh_socket": "no POLLHUP on a fresh socket",
 }
 
 
