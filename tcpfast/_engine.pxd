@@ -118,7 +118,6 @@ cdef class Engine:
     cdef volatile int running
     cdef isn_secret secret
     cdef isn_secret hash_key
-    cdef public object tcp_defaults  # dict of Tcb options for new connections
     cdef tcb_config cfg             # the same, as a C struct
     cdef void* pool[256]            # owned references, ready for new connections
     cdef int pool_count

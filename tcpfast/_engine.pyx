@@ -1332,12 +1332,6 @@ cdef class Engine:
         _token_set(t.eng_peer_fd, &t.eng_rd_token)
         self._unlock()
 
-    def refresh(self, Tcb t not None):
-        """Bring the socket's fd in line with the connection (after the socket changed it)."""
-        self._lock()
-        _readiness(t)
-        self._unlock()
-
     def send(self, Tcb t not None, data) -> int:
         """Queue bytes on the connection and send what may go now; -errno on error."""
         cdef const uint8_t[::1] d = data  # bytes, bytearray, a byte memoryview (else TypeError/ValueError)
@@ -1564,9 +1558,6 @@ cdef class Engine:
         if f != NULL:
             fflush(f)
             fclose(f)
-
-    def wake(self):
-        _signal(self.wake_fd)
 
 
 
