@@ -164,4 +164,5 @@ cdef class Engine:
     cdef void _unlock(self)
     cdef void _settle(self, void* p) noexcept
     cdef int _user_call(self, Tcb t, int which) except? -1000
+    cdef int64_t _recv(self, Tcb t, uint8_t* out, Py_ssize_t nbytes, bint peek)
     cdef bint _port_listened(self, uint8_t version, uint16_t port) noexcept nogil

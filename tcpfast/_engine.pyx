@@ -708,8 +708,6 @@ cdef class Engine:
 
     cdef void _after(self, void* p, uint64_t now) noexcept nogil:
         cdef int state = (<Tcb>p).state
-        cdef int ev, slot
-        cdef uint32_t rcv, space
         # An embryonic connection that completed its handshake goes to the accept queue.
         if (<Tcb>p).eng_embryonic and state != SYN_RECEIVED and state != LISTEN and \
                 state != CLOSED:
@@ -1358,16 +1356,18 @@ cdef class Engine:
     def recv_into(self, Tcb t not None, buffer, Py_ssize_t nbytes, bint peek) -> int:
         """Copy received bytes into ``buffer``; 0 at end of stream; -errno (-EAGAIN: none yet)."""
         cdef uint8_t[::1] out = buffer
-        cdef int64_t r
-        cdef uint32_t adv
         if nbytes <= 0 or nbytes > out.shape[0]:
             nbytes = out.shape[0]
         if nbytes == 0:
             return 0
+        return self._recv(t, &out[0], nbytes, peek)
+
+    cdef int64_t _recv(self, Tcb t, uint8_t* out, Py_ssize_t nbytes, bint peek):
+        """The receive step of recv_into and recv_bytes, under the lock."""
+        cdef int64_t r
         self._lock()
         try:
-            adv = t.rcv_adv
-            r = t.user_recv(&out[0], nbytes, peek, _now_us())
+            r = t.user_recv(out, nbytes, peek, _now_us())
             if r > 0 and not peek and t.eng_in_table and t.ack_now:
                 self._settle(<void*>t)    # a window update is due
             if not _tcb_readable(t):
@@ -1384,15 +1384,7 @@ cdef class Engine:
         if nbytes <= 0:
             return b""
         out = PyBytes_FromStringAndSize(NULL, nbytes)
-        self._lock()
-        try:
-            r = t.user_recv(<uint8_t*>PyBytes_AS_STRING(out), nbytes, peek, _now_us())
-            if r > 0 and not peek and t.eng_in_table and t.ack_now:
-                self._settle(<void*>t)    # a window update is due
-            if not _tcb_readable(t):
-                _token_clear(t.eng_app_fd, &t.eng_rd_token)
-        finally:
-            self._unlock()
+        r = self._recv(t, <uint8_t*>PyBytes_AS_STRING(out), nbytes, peek)
         if r < 0:
             return r
         if r == nbytes:
