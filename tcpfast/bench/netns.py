@@ -3,8 +3,8 @@
 Everything a benchmark creates here (namespaces, veth pairs, addresses) lives inside namespaces
 it names with its own prefix and process id, and removes again. A namespace holds only ``lo`` and
 what the benchmark adds, with IP forwarding off, so no packet can reach the machine's own
-interfaces or any outside address. Benchmarks never import from ``tests/``; this module is the
-benchmarks' own (it needs only the ``ip`` command of iproute2 and the standard library).
+interfaces or any outside address. It is part of the package because ``tcpfast bench`` runs from
+an installed copy; it needs only the ``ip`` command of iproute2 and the standard library.
 
 Linux network namespaces belong to threads: :func:`call_in` runs a function in a short-lived
 thread that first joins the namespace, so the caller's own thread never moves.

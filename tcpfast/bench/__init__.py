@@ -1,0 +1,9 @@
+"""``tcpfast bench``: tcpfast against the kernel's TCP, side by side, on this machine.
+
+* :mod:`tcpfast.bench.netns`: private network namespaces, veth pairs, ethtool-style switches;
+* :mod:`tcpfast.bench.loss`: random packet loss on a device (an eBPF classifier; netem's job);
+* :mod:`tcpfast.bench.workloads`: the workloads, written once against ``socket.socket``'s API;
+* :mod:`tcpfast.bench.worker`: one end of a workload in a process of its own;
+* :mod:`tcpfast.bench.runner`: namespaces, workers and cases for one run;
+* :mod:`tcpfast.bench.report`: the table, the JSON and the chart.
+"""

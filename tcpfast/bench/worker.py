@@ -1,0 +1,197 @@
+"""One end of ``tcpfast bench`` workloads, in a process of its own inside a network namespace.
+
+    ip netns exec NS python -m tcpfast.bench.worker '<spec json>'
+
+The spec says which socket factory the process uses (``tcpfast``: a :class:`tcpfast.Stack` on
+a new TUN device, its ``socket`` method; ``kernel``: ``socket.socket``) and the address it
+serves on. The process then takes one JSON command per line on stdin and answers one line on
+stdout:
+
+* ``{"op": "serve", "workload": W, "params": P}``: listen on a fresh port and serve workload W
+  in a thread; answers ``PORT <n>``;
+* ``{"op": "run", "workload": W, "params": P, "port": n, "host": H}``: run the measured end of
+  W against ``H:n``; answers ``RESULT <json>``;
+* ``{"op": "collect", "timeout": T}``: wait for the serving thread; answers ``RESULT <json>``;
+* ``{"op": "exit"}``: stop the stack and leave (also on end of input).
+
+It dies with its parent (PR_SET_PDEATHSIG), so a killed orchestrator leaves no worker behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from tcpfast.bench import workloads
+
+# Counters worth a look after a case (deltas): the stack's, or the namespace's for the kernel.
+STACK_KEYS = ("segments_in", "segments_out", "retransmits", "fast_retransmits", "rto_expirations",
+              "dupacks_in", "ooo_segments", "bad_checksum", "malformed", "syn_cookies_sent")
+NETSTAT_KEYS = ("Tcp.RetransSegs", "Tcp.InSegs", "Tcp.OutSegs", "TcpExt.TCPTimeouts",
+                "TcpExt.TCPFastRetrans", "TcpExt.TCPSackRecovery", "TcpExt.TCPLossProbes",
+                "TcpExt.TCPOFOQueue")
+
+
+def _die_with_parent(parent: int) -> None:
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(3)
+
+
+def _raise_nofile(want: int) -> None:
+    """Idle connections need a descriptor or two each: raise the limit (root may)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def netstat() -> Dict[str, int]:
+    """The namespace's TCP counters (/proc/net/snmp and /proc/net/netstat)."""
+    out: Dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for names, values in zip(lines[::2], lines[1::2]):
+            prefix = names.split(":", 1)[0]
+            for n, v in zip(names.split()[1:], values.split()[1:]):
+                if v.lstrip("-").isdigit():
+                    out[f"{prefix}.{n}"] = int(v)
+    return out
+
+
+class Worker:
+    def __init__(self, spec: Dict[str, Any]) -> None:
+        self.spec = spec
+        self.stack = None
+        self.serving: Optional[threading.Thread] = None
+        self.served: Dict[str, Any] = {}
+        if spec["factory"] == "tcpfast":
+            import tcpfast
+
+            self.stack = tcpfast.Stack(spec["address"], kernel_address=spec["kernel_address"],
+                                       ifname=spec["ifname"], mtu=spec["mtu"],
+                                       offload=spec["offload"], **spec.get("stack_options", {}))
+            self.stack.start()
+            self.factory = self.stack.socket
+        else:
+            self.factory = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def info(self) -> Dict[str, Any]:
+        info: Dict[str, Any] = {"pid": os.getpid(), "factory": self.spec["factory"]}
+        if self.stack is not None:
+            info.update(ifname=self.stack.ifname, offload_granted=bool(self.stack.offload))
+        return info
+
+    def counters(self) -> Dict[str, int]:
+        if self.stack is not None:
+            st = self.stack.stats()
+            return {k: st[k] for k in STACK_KEYS if k in st}
+        st = netstat()
+        return {k: st[k] for k in NETSTAT_KEYS if k in st}
+
+    # --- the commands --------------------------------------------------------------------------
+
+    def serve(self, cmd: Dict[str, Any]) -> str:
+        w = workloads.get(cmd["workload"])
+        params = cmd["params"]
+        listener = self.factory()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.spec["host"], 0))
+        listener.listen(w.backlog)
+        listener.settimeout(params["io_timeout"])
+        self.served = {}
+
+        def body() -> None:
+            try:
+                self.served = w.serve(listener, params)
+            except BaseException as exc:  # noqa: BLE001 - reported through collect
+                self.served = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                listener.close()
+
+        self.serving = threading.Thread(target=body, name=f"serve-{w.name}", daemon=True)
+        self.serving.start()
+        return f"PORT {listener.getsockname()[1]}"
+
+    def run(self, cmd: Dict[str, Any]) -> str:
+        w = workloads.get(cmd["workload"])
+        before, cpu0, t0 = self.counters(), workloads.cpu_seconds(), time.monotonic()
+        try:
+            result = w.run(self.factory, (cmd["host"], cmd["port"]), cmd["params"])
+        except BaseException as exc:  # noqa: BLE001 - reported to the orchestrator
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        wall = time.monotonic() - t0
+        after = self.counters()
+        result["counters"] = {k: after[k] - before[k] for k in after
+                              if k in before and after[k] != before[k]}
+        result["cpu_cores"] = (workloads.cpu_seconds() - cpu0) / wall if wall > 0 else None
+        return "RESULT " + json.dumps(result)
+
+    def collect(self, cmd: Dict[str, Any]) -> str:
+        t = self.serving
+        if t is not None:
+            t.join(cmd.get("timeout", 30))
+            if t.is_alive():
+                return "RESULT " + json.dumps({"error": "the serving end did not finish in time"})
+        self.serving = None
+        return "RESULT " + json.dumps(self.served)
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(argv[0])
+    _die_with_parent(spec["parent"])
+    _raise_nofile(spec.get("nofile", 1024))
+    out = sys.stdout
+
+    def emit(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        worker = Worker(spec)
+    except BaseException as exc:  # noqa: BLE001 - told to the orchestrator, which reports it
+        emit("FAILED " + json.dumps(f"{type(exc).__name__}: {exc}"))
+        return 1
+    emit("READY " + json.dumps(worker.info()))
+    try:
+        for line in sys.stdin:
+            cmd = json.loads(line)
+            op = cmd["op"]
+            if op == "exit":
+                break
+            try:
+                emit(getattr(worker, op)(cmd) if op in ("serve", "run", "collect") else
+                     "ERROR " + json.dumps(f"unknown op {op!r}"))
+            except BaseException as exc:  # noqa: BLE001
+                emit("ERROR " + json.dumps(f"{type(exc).__name__}: {exc}"))
+    finally:
+        worker.stop()
+    emit("STOPPED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
