@@ -101,7 +101,7 @@ class TunDevice:
             idx = links[0]
             # A longer transmit queue than TUN's default 500: the kernel queues towards us
             # while the engine handles a batch; bursts then wait rather than drop.
-            ipr.link("set", index=idx, mtu=self.mtu, txqlen=4096)
+            ipr.link("set", index=idx, mtu=self.mtu, txqlen=16384)
             if kernel_address:
                 ipaddress.IPv4Address(kernel_address)
                 _add_address(ipr, idx, kernel_address, prefixlen, 4)

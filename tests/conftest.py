@@ -76,3 +76,13 @@ def make_stack(in_ns):
 def stack(make_stack):
     """A started stack with the default options and IPv6 addresses."""
     return make_stack(v6=True)
+
+
+@pytest.fixture(scope="session")
+def privileged():
+    """For tests that make namespaces of their own (``tcpfast bench``, ``tcpfast up``): skip
+    without the privilege, fail under CI."""
+    reason = netns.unavailable()
+    if reason:
+        _unavailable(reason)
+

@@ -77,9 +77,12 @@ class WorkerProcess:
         self.stderr = tempfile.TemporaryFile(mode="w+")
         argv = netns.exec_argv(ns) + [python, "-u", "-m", "tcpfast.bench.worker", json.dumps(spec)]
         # Its own session, so a Ctrl-C at the terminal reaches only the orchestrator, which
-        # then ends the workers by pid and removes the namespaces.
+        # then ends the workers by pid and removes the namespaces. Started in "/": `-m` puts
+        # the working directory first on sys.path, and a source checkout there (no compiled
+        # core) would shadow the installed package.
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, start_new_session=True)
+                                     stderr=self.stderr, text=True, start_new_session=True,
+                                     cwd="/")
         threading.Thread(target=self._read, daemon=True, name=f"read-{label}").start()
         self.info: Dict[str, Any] = {}
 

@@ -103,7 +103,17 @@ class Worker:
     def counters(self) -> Dict[str, int]:
         if self.stack is not None:
             st = self.stack.stats()
-            return {k: st[k] for k in STACK_KEYS if k in st}
+            out = {k: st[k] for k in STACK_KEYS if k in st}
+            # The kernel's side of the TUN device: tx_dropped counts packets the kernel sent
+            # that found the device's queue full (the engine too slow to read them).
+            base = f"/sys/class/net/{self.stack.ifname}/statistics"
+            for key in ("tx_packets", "tx_dropped", "rx_packets", "rx_dropped"):
+                try:
+                    with open(os.path.join(base, key)) as f:
+                        out[f"tun_{key}"] = int(f.read())
+                except OSError:
+                    pass
+            return out
         st = netstat()
         return {k: st[k] for k in NETSTAT_KEYS if k in st}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import math
 import os
 import random
 import resource
@@ -92,7 +93,7 @@ def percentile(sorted_values: List[float], q: float) -> float:
     """The ``q`` quantile (0..1) of an ascending list, nearest rank."""
     if not sorted_values:
         raise ValueError("no samples")
-    k = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    k = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[k]
 
 
