@@ -6,9 +6,9 @@ everything per packet in C with the GIL released.
   generated and copied into the send ring, segments emitted with checksums, parsed and verified,
   processed by the receiving state machine, ACKs back, data read out and compared byte by byte.
 * ``engine bulk MTU 9000``: the same with jumbo frames.
-* ``engine one segment``: a single ACK-clocked 1448-byte exchange through both state machines,
-  from Python (the Python-level Tcb API allocates per call: this is the harness's cost, not the
-  engine's).
+
+One segment through a single state machine from Python, beside a pure-Python TCB, is in
+``bench_segment.py``; the send path and the retransmission queue in ``bench_rtx.py``.
 """
 import pytest
 

@@ -1,5 +1,5 @@
-"""Wire format: parse a 1500-byte TCP/IPv4 packet, emit a pure ACK, compare sequence numbers;
-compiled against pure Python.
+"""Wire format: parse a 1500-byte TCP/IPv4 packet, emit a pure ACK; compiled against pure Python.
+(Sequence-number arithmetic is in ``bench_seq.py``.)
 
 Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
 """
@@ -10,7 +10,6 @@ import pytest
 
 import pure
 from tcpfast import checksum as C
-from tcpfast import seq as S
 from tcpfast import wire
 from tcpfast.wire import IPv4Header, Packet, TCPFlags, TCPHeader, TCPView
 
@@ -100,32 +99,3 @@ def test_emit_ack_pure(benchmark):
     benchmark.extra_info["impl"] = "pure-struct"
     assert len(benchmark(_pure_ack)) == 52
 
-
-# --- sequence numbers -------------------------------------------------------------------------
-
-PAIRS = [(0xFFFFFFF0, 0x10), (5, 3), (0, 0x80000000), (123456, 123457)]
-
-
-def test_seq_compiled(benchmark):
-    lt = S.lt
-    assert [lt(a, b) for a, b in PAIRS] == [pure.seq_lt(a, b) for a, b in PAIRS]
-
-    def run():
-        for a, b in PAIRS:
-            lt(a, b)
-
-    benchmark.group = "seq compare (4 pairs)"
-    benchmark.extra_info["impl"] = "compiled-seq.lt"
-    benchmark(run)
-
-
-def test_seq_pure(benchmark):
-    lt = pure.seq_lt
-
-    def run():
-        for a, b in PAIRS:
-            lt(a, b)
-
-    benchmark.group = "seq compare (4 pairs)"
-    benchmark.extra_info["impl"] = "pure"
-    benchmark(run)

@@ -6,17 +6,21 @@
 Run from the checkout with the ``pytest`` entry point (as for the tests), so that the installed,
 compiled tcpfast is imported rather than the source tree.
 
-Each benchmark group puts a compiled figure beside its pure-Python figures (``bench/pure.py``):
+Each benchmark group puts a compiled figure beside its pure-Python figures (``bench/pure.py``,
+``bench/pure_tcb.py``); ``bench/README.md`` lists them all:
 
-* ``checksum 64 B`` / ``1500 B`` / ``64 KiB``: ``tcpfast.checksum.checksum`` against the word loop
-  of ``tests/oracle.py`` (``pure-wordloop``, the baseline of the issue's target), ``sum(struct.unpack())``
-  (``pure-unpack``) and big-integer arithmetic (``pure-bigint``, the fastest pure form we know);
-* ``parse 1500 B TCP/IPv4``: ``check_packet`` (the C parser alone, what the engine runs per packet)
-  and ``parse_packet`` (which also builds the ``Packet`` dataclasses) against a ``struct`` parser
-  with the same checks;
-* ``emit pure ACK``: ``emit_packet`` of a ``Packet`` into a preallocated ``bytearray``, and patching
-  a template in place through ``TCPView`` (seq/ack set, checksum refilled), against ``struct.pack``;
-* ``seq compare``: ``tcpfast.seq.lt`` against the same expression in Python (the call dominates).
+* ``checksum 64 B`` / ``1500 B`` / ``64 KiB`` (``bench_checksum.py``): ``tcpfast.checksum.checksum``
+  against the word loop of ``tests/oracle.py`` (``pure-wordloop``, the baseline of the issue's
+  target), ``sum(struct.unpack())`` (``pure-unpack``) and big-integer arithmetic (``pure-bigint``);
+* ``parse 1500 B TCP/IPv4`` and ``emit pure ACK`` (``bench_wire.py``): the C parser and emitter
+  against ``struct``;
+* ``seq ...`` (``bench_seq.py``): the ``tcpfast._seq`` wrappers against the same arithmetic in
+  Python (the call dominates);
+* ``rtx queue ...`` and ``rtx SACK scoreboard ...`` (``bench_rtx.py``): segments sent and released
+  by ACKs through a ``Tcb``, and the RFC 6675 scoreboard, against a pure TCB and scoreboard;
+* ``segment -> ACK ...`` (``bench_segment.py``): one in-order segment into an ESTABLISHED ``Tcb``
+  and its ACK out, against the pure TCB;
+* ``engine bulk MTU ...`` (``bench_engine.py``): the simulated pair in C (Gbit/s, no pure side).
 
 After pytest-benchmark's own table, a summary prints each compiled figure's speedup over each
 pure-Python one (ratio of medians) and the 64 KiB checksum's throughput, with the issue's targets:
@@ -34,7 +38,10 @@ TARGET_SPEEDUP = 50.0
 
 
 def pytest_collect_file(file_path, parent):
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+    # A file named on the command line (``pytest bench/bench_seq.py``) is collected by pytest's own
+    # Python plugin whatever its name: collecting it here too would run every benchmark twice.
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") \
+            and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 
