@@ -65,6 +65,8 @@ def rows(cases: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             out.append({"workload": name, "offload": offload, "metric": m["metric"],
                         "unit": m["unit"], "better": m["better"], "tcpfast": tv, "kernel": kv,
                         "comparable": not m.get("ratio_meaningless"),
+                        "notes": [f"{side}: {x['note']}" for side, x in (("tcpfast", t), ("kernel", k))
+                                  if x and x.get("note")],
                         "ratio": ratio, "target": list(target) if target else None, "met": met,
                         "errors": errors})
     return out
@@ -108,6 +110,9 @@ def table(rs: List[Dict[str, Any]], out: TextIO) -> None:
     print("  ".join("-" * w for w in widths), file=out)
     for x in lines:
         print(line(x), file=out)
+    for r in rs:
+        for note in r.get("notes", ()):
+            print(f"NOTE {r['workload']} offload {'on' if r['offload'] else 'off'} {note}", file=out)
     failed = [(r["workload"], r["offload"], k, e) for r in rs for k, e in r["errors"].items()]
     seen = set()
     for name, off, kind, err in failed:

@@ -18,6 +18,7 @@ machine), so the two ends' time stamps can be compared.
 from __future__ import annotations
 
 import array
+import errno
 import hashlib
 import math
 import os
@@ -466,11 +467,15 @@ class Idle(Workload):
         accepted = closed = echoed = 0
         buf = bytearray(16)
         deadline = time.monotonic() + self.timeout(p)
+        last_close = 0.0
         try:
-            while closed < n:
+            # Until all n are closed; or, when the local end could open fewer (its descriptor
+            # limit), once everything accepted has been closed and nothing came for a second.
+            while closed < n and not (closed and closed == accepted and
+                                      time.monotonic() - last_close > 1.0):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{accepted} accepted, {closed} closed at the deadline")
-                for key, _ in sel.select(1.0):
+                for key, _ in sel.select(0.2):
                     if key.data is None:
                         try:
                             s, _ = listener.accept()
@@ -493,6 +498,7 @@ class Idle(Workload):
                         sel.unregister(key.fileobj)
                         key.fileobj.close()
                         closed += 1
+                        last_close = time.monotonic()
         finally:
             for key in list(sel.get_map().values()):
                 if key.data is not None:
@@ -509,8 +515,16 @@ class Idle(Workload):
             gc.collect()
             rss0, slab0 = rss_bytes(), kernel_slab_bytes()
             t0 = time.monotonic()
+            fd_limit = None
             for _ in range(n):
-                socks.append(connect(factory, addr, p["io_timeout"]))
+                try:
+                    socks.append(connect(factory, addr, p["io_timeout"]))
+                except OSError as exc:
+                    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                        raise
+                    # Out of descriptors: report how many this process could hold, and why.
+                    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    break
             t_open = time.monotonic() - t0
             gc.collect()
             rss1, slab1 = rss_bytes(), kernel_slab_bytes()
@@ -526,16 +540,23 @@ class Idle(Workload):
         finally:
             for s in socks:
                 s.close()
-        return {"connections": n, "alive": alive, "open_seconds": t_open,
+        return {"connections": len(socks), "requested": n, "fd_limit": fd_limit,
+                "alive": alive, "open_seconds": t_open,
                 "rss_growth": rss1 - rss0, "rss_after_echo": rss2 - rss0,
                 "slab_growth": slab1 - slab0}
 
     def metrics(self, local: Result, peer: Result, p: Params) -> List[Dict[str, Any]]:
         n = local["connections"]
+        if n == 0:
+            raise RuntimeError("no connection could be opened")
         if local["alive"] != n:
             raise RuntimeError(f"only {local['alive']} of {n} idle connections still answered")
-        return [{"metric": "connections held", "unit": "", "better": "higher", "value": n,
-                 "ratio_meaningless": True},
+        held = {"metric": "connections held", "unit": "", "better": "higher", "value": n,
+                "ratio_meaningless": True}
+        if local.get("fd_limit"):
+            held["note"] = (f"{local['requested']} asked; the process's descriptor limit "
+                            f"(RLIMIT_NOFILE {local['fd_limit']}) stopped it at {n}")
+        return [held,
                 {"metric": "RSS growth per connection", "unit": "bytes", "better": "lower",
                  "value": local["rss_growth"] / n, "ratio_meaningless": True},
                 {"metric": "kernel slab growth per connection", "unit": "bytes",
