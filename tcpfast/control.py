@@ -28,9 +28,10 @@ import os
 import selectors
 import socket
 import stat
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from tcpfast._selector_thread import SelectorThread
 
 __all__ = ["ControlServer", "ControlError", "NoStackError", "RemoteError", "Client",
            "CaptureSession", "request", "default_path", "find_control", "CONTROL_DIR"]
@@ -144,7 +145,7 @@ class _Client:
         self.fds = keep
 
 
-class ControlServer:
+class ControlServer(SelectorThread):
     """ControlServer(stack, path, *, max_clients=16, max_line=65536, info=None)
 
     Serves the control protocol for ``stack`` on a Unix socket at ``path`` (mode 0600, parent
@@ -154,9 +155,12 @@ class ControlServer:
     ends a capture in progress and removes the socket file. A context manager.
     """
 
+    _thread_name = "tcpfast-control"
+
     def __init__(self, stack: Any, path: str, *, max_clients: int = MAX_CLIENTS,
                  max_line: int = MAX_LINE, info: Optional[Callable[[], Dict[str, Any]]] = None
                  ) -> None:
+        super().__init__()
         if max_clients < 1 or max_line < 64:
             raise ValueError("max_clients must be >= 1 and max_line >= 64")
         self.stack = stack
@@ -165,13 +169,8 @@ class ControlServer:
         self.max_line = max_line
         self._info = info
         self._listener: Optional[socket.socket] = None
-        self._wake_r: Optional[socket.socket] = None
-        self._wake_w: Optional[socket.socket] = None
-        self._thread: Optional[threading.Thread] = None
-        self._stopping = threading.Event()
         self._inode: Optional[Tuple[int, int]] = None
         self._clients: Dict[int, _Client] = {}
-        self._sel: Optional[selectors.BaseSelector] = None
         # The capture in progress: (owning client, tcpfast Capture, packet counter at its start).
         self._capture: Optional[Tuple[_Client, Any, int]] = None
 
@@ -216,40 +215,20 @@ class ControlServer:
             raise
         self._inode = (st.st_dev, st.st_ino)
         self._listener = listener
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._stopping.clear()
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(listener, selectors.EVENT_READ, None)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._thread = threading.Thread(target=self._run, name="tcpfast-control",
-                                         daemon=True)
-        self._thread.start()
+        self._start_thread(listener)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread (joined), close every client, end a capture, remove the socket file."""
-        thread = self._thread
-        if thread is None:
+        if not self._stop_thread(timeout):
             return
-        self._stopping.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        thread.join(timeout)
-        if thread.is_alive():       # pragma: no cover - the loop wakes on the socketpair
-            raise RuntimeError("the control server thread did not stop")
-        self._thread = None
         for client in list(self._clients.values()):
             self._close_client(client)
         self._end_capture()
-        for s in (self._listener, self._wake_r, self._wake_w):
-            if s is not None:
-                s.close()
-        if self._sel is not None:
-            self._sel.close()
-        self._listener = self._wake_r = self._wake_w = self._sel = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._close_selector()
         # Remove the file only if it is still ours (a successor may have taken the path).
         try:
             st = os.stat(self.path)
@@ -259,10 +238,6 @@ class ControlServer:
             pass
 
     close = stop
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     @property
     def clients(self) -> int:
@@ -277,24 +252,16 @@ class ControlServer:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        sel = self._sel
-        while not self._stopping.is_set():
-            for key, events in sel.select():
-                if key.fileobj is self._wake_r:
-                    try:
-                        self._wake_r.recv(64)
-                    except BlockingIOError:
-                        pass
-                elif key.fileobj is self._listener:
-                    self._accept()
-                else:
-                    client = key.data
-                    if self._clients.get(client.sock.fileno()) is client:
-                        try:
-                            self._serve(client, events)
-                        except Exception:   # noqa: BLE001 - a bug costs one client, not the server
-                            self._close_client(client)
+    def _ready(self, key: selectors.SelectorKey, events: int) -> None:
+        if key.fileobj is self._listener:
+            self._accept()
+        else:
+            client = key.data
+            if self._clients.get(client.sock.fileno()) is client:
+                try:
+                    self._serve(client, events)
+                except Exception:   # noqa: BLE001 - a bug costs one client, not the server
+                    self._close_client(client)
 
     def _accept(self) -> None:
         for _ in range(self.max_clients + 1):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import selectors
 import socket as _socket
-import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict
+
+from tcpfast._selector_thread import SelectorThread
 
 __all__ = ["Services", "ECHO_BUFFER"]
 
@@ -30,7 +31,7 @@ class _Conn:
         self.eof = False
 
 
-class Services:
+class Services(SelectorThread):
     """Services(stack, *, echo_port=7, discard_port=9, max_clients=64, address6=False)
 
     Listens on the stack's address(es) on the given ports (0 leaves a service out); with
@@ -39,8 +40,11 @@ class Services:
     ``accepted``, ``refused``, ``echoed`` and ``discarded``.
     """
 
+    _thread_name = "tcpfast-services"
+
     def __init__(self, stack: Any, *, echo_port: int = 7, discard_port: int = 9,
                  max_clients: int = 64, address6: bool = False) -> None:
+        super().__init__()
         if max_clients < 1:
             raise ValueError("max_clients must be >= 1")
         self.stack = stack
@@ -51,10 +55,6 @@ class Services:
         self.counters = dict(accepted=0, refused=0, echoed=0, discarded=0)
         self._listeners: Dict[Any, bool] = {}      # listening socket -> is echo
         self._conns: Dict[int, _Conn] = {}
-        self._sel: Optional[selectors.BaseSelector] = None
-        self._wake_r = self._wake_w = None
-        self._stopping = threading.Event()
-        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> "Services":
         """Bind the listeners (EADDRINUSE and the like are raised here) and start the thread."""
@@ -72,38 +72,17 @@ class Services:
         except BaseException:
             self._close_listeners()
             raise
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = _socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        for s, echo in self._listeners.items():
-            self._sel.register(s, selectors.EVENT_READ, None)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="tcpfast-services", daemon=True)
-        self._thread.start()
+        self._start_thread(*self._listeners)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread (joined) and close the listeners and every connection."""
-        thread = self._thread
-        if thread is None:
+        if not self._stop_thread(timeout):
             return
-        self._stopping.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        thread.join(timeout)
-        if thread.is_alive():       # pragma: no cover - the loop wakes on the socketpair
-            raise RuntimeError("the services thread did not stop")
-        self._thread = None
         for conn in list(self._conns.values()):
             self._drop(conn)
         self._close_listeners()
-        self._sel.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        self._sel = self._wake_r = self._wake_w = None
+        self._close_selector()
 
     close = stop
 
@@ -129,24 +108,17 @@ class Services:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            for key, events in self._sel.select():
-                obj = key.fileobj
-                if obj is self._wake_r:
-                    try:
-                        self._wake_r.recv(64)
-                    except BlockingIOError:
-                        pass
-                elif obj in self._listeners:
-                    self._accept(obj, self._listeners[obj])
-                else:
-                    conn = key.data
-                    if self._conns.get(id(conn)) is conn:
-                        try:
-                            self._serve(conn, events)
-                        except Exception:   # noqa: BLE001 - a bug costs one connection only
-                            self._drop(conn)
+    def _ready(self, key: selectors.SelectorKey, events: int) -> None:
+        obj = key.fileobj
+        if obj in self._listeners:
+            self._accept(obj, self._listeners[obj])
+        else:
+            conn = key.data
+            if self._conns.get(id(conn)) is conn:
+                try:
+                    self._serve(conn, events)
+                except Exception:   # noqa: BLE001 - a bug costs one connection only
+                    self._drop(conn)
 
     def _accept(self, listener: Any, echo: bool) -> None:
         for _ in range(_ACCEPT_BATCH):

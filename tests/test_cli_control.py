@@ -29,6 +29,7 @@ import pytest
 
 import netns
 from conftest import IFNAME, KERNEL_IP, STACK_IP
+from socket_api_helpers import recv_exactly
 
 pytestmark = pytest.mark.tun
 
@@ -95,16 +96,6 @@ def kernel_socket(family=socket.AF_INET):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(IO_TIMEOUT)
     return s
-
-
-def recv_exactly(sock, n):
-    out = bytearray()
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise AssertionError(f"end of stream after {len(out)} of {n} bytes")
-        out += chunk
-    return bytes(out)
 
 
 def connected_pair(stack, port):

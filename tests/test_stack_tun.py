@@ -21,6 +21,7 @@ import pytest
 
 import netns
 from conftest import IFNAME, KERNEL_IP, KERNEL_IP6, PREFIX, STACK_IP, STACK_IP6
+from socket_api_helpers import recv_exactly
 
 pytestmark = pytest.mark.tun
 
@@ -86,16 +87,6 @@ def recv_stream(sock, total=None, sizes=(256 * 1024,)):
         h.update(view[:n])
         count += n
     return count, h.hexdigest()
-
-
-def recv_exactly(sock, n):
-    out = bytearray()
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise AssertionError(f"end of stream after {len(out)} of {n} bytes")
-        out += chunk
-    return bytes(out)
 
 
 def kernel_socket(family=socket.AF_INET):

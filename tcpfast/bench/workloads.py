@@ -27,7 +27,7 @@ import resource
 import selectors
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 Factory = Callable[[], Any]
 Address = Tuple[str, int]
@@ -536,13 +536,12 @@ class Idle(Workload):
             for s in socks:
                 if s.recv_into(one) == 1 and one == b"!":
                     alive += 1
-            rss2 = rss_bytes()
         finally:
             for s in socks:
                 s.close()
         return {"connections": len(socks), "requested": n, "fd_limit": fd_limit,
                 "alive": alive, "open_seconds": t_open,
-                "rss_growth": rss1 - rss0, "rss_after_echo": rss2 - rss0,
+                "rss_growth": rss1 - rss0,
                 "slab_growth": slab1 - slab0}
 
     def metrics(self, local: Result, peer: Result, p: Params) -> List[Dict[str, Any]]:
@@ -583,7 +582,3 @@ def get(name: str) -> Workload:
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}") from None
 
-
-def describe() -> Optional[str]:
-    """One line per workload, for ``--help``."""
-    return "\n".join(f"  {w.name:<10} {w.title}" for w in WORKLOADS.values())

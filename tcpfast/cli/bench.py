@@ -28,7 +28,7 @@ import argparse
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from tcpfast.bench import loss, netns, report, runner, workloads
 

@@ -7,7 +7,6 @@ import os
 import struct
 import sys
 import time
-from typing import List, Optional
 
 
 def _pure_checksum(data: bytes) -> int:
