@@ -92,3 +92,20 @@ cdef void cc_on_recovery_exit(cc_state* cc, uint64_t now) noexcept nogil
 # Sending after an idle period longer than one RTO: cwnd = min(cwnd, restart window)
 # (RFC 5681 §4.1, RW = min(IW, cwnd)); CUBIC restarts its epoch (RFC 9438 §5.8).
 cdef void cc_on_idle_restart(cc_state* cc, uint64_t now) noexcept nogil
+
+
+# --- Proportional Rate Reduction (RFC 6937), how much to send per ACK during fast recovery -----
+ctypedef struct prr_state:
+    uint32_t prr_delivered         # bytes delivered to the receiver during this recovery
+    uint32_t prr_out               # bytes sent during this recovery
+    uint32_t recover_fs            # RecoverFS: FlightSize when recovery began
+
+# RFC 6937 §3 "at the beginning of recovery": prr_delivered = prr_out = 0, RecoverFS = FlightSize.
+cdef void prr_init(prr_state* p, uint32_t recover_fs) noexcept nogil
+# RFC 6937 §3 "on every ACK during recovery", PRR-SSRB: adds ``delivered`` (DeliveredData) to
+# prr_delivered and returns sndcnt, the bytes this ACK allows to be sent (the caller sets
+# cwnd = pipe + sndcnt). ``pipe`` is RFC 6675's pipe after the ACK.
+cdef uint32_t prr_sndcnt(prr_state* p, uint32_t delivered, uint32_t pipe, uint32_t ssthresh,
+                         uint32_t smss) noexcept nogil
+# "On any data transmission or retransmission: prr_out += (data sent)".
+cdef void prr_on_send(prr_state* p, uint32_t n) noexcept nogil

@@ -29,7 +29,7 @@ Choices this module makes (each with its reason at the code):
   with FlightSize-based reduction and fast convergence it generally does not.
 - CUBIC slow start is Reno's (RFC 9438 §4.10 allows it; HyStart++, RFC 9406, is not done here).
 """
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, UINT32_MAX
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, UINT32_MAX
 from libc.math cimport cbrt, floor
 
 import operator
@@ -594,3 +594,63 @@ cdef class CongestionControl:
     def exact_cwnd(self) -> float:
         """cwnd including CUBIC's fractional bytes not yet applied."""
         return _cwnd_d(&self.st)
+
+
+# =============================================================================================
+# Proportional Rate Reduction (RFC 6937)
+# =============================================================================================
+
+cdef void prr_init(prr_state* p, uint32_t recover_fs) noexcept nogil:
+    p.prr_delivered = 0
+    p.prr_out = 0
+    p.recover_fs = recover_fs if recover_fs else 1
+
+
+cdef uint32_t prr_sndcnt(prr_state* p, uint32_t delivered, uint32_t pipe, uint32_t ssthresh,
+                         uint32_t smss) noexcept nogil:
+    cdef int64_t sndcnt, limit, banked
+    p.prr_delivered += delivered
+    if pipe > ssthresh:
+        # Proportional Rate Reduction: sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out
+        sndcnt = <int64_t>((<uint64_t>p.prr_delivered * ssthresh + p.recover_fs - 1) // p.recover_fs) \
+            - p.prr_out
+    else:
+        # PRR-SSRB, the slow-start reduction bound: limit = MAX(prr_delivered - prr_out,
+        # DeliveredData) + MSS; sndcnt = MIN(ssthresh - pipe, limit).
+        banked = <int64_t>p.prr_delivered - p.prr_out
+        limit = (banked if banked > delivered else <int64_t>delivered) + smss
+        sndcnt = <int64_t>ssthresh - pipe
+        if limit < sndcnt:
+            sndcnt = limit
+    return <uint32_t>sndcnt if sndcnt > 0 else 0
+
+
+cdef void prr_on_send(prr_state* p, uint32_t n) noexcept nogil:
+    p.prr_out += n
+
+
+cdef class Prr:
+    """Prr(recover_fs): RFC 6937 PRR-SSRB state, for tests (bytes)."""
+    cdef prr_state p
+
+    def __init__(self, recover_fs):
+        prr_init(&self.p, recover_fs)
+
+    def on_ack(self, delivered, pipe, ssthresh, smss) -> int:
+        """on_ack(delivered, pipe, ssthresh, smss) -> sndcnt"""
+        return prr_sndcnt(&self.p, delivered, pipe, ssthresh, smss)
+
+    def on_send(self, n) -> None:
+        prr_on_send(&self.p, n)
+
+    @property
+    def prr_delivered(self) -> int:
+        return self.p.prr_delivered
+
+    @property
+    def prr_out(self) -> int:
+        return self.p.prr_out
+
+    @property
+    def recover_fs(self) -> int:
+        return self.p.recover_fs

@@ -9,13 +9,14 @@ byte counts or negative errno values that the socket layer raises as the kernel'
 
 Variables are named as RFC 9293 §3.3.1 names them, in lower case.
 """
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
 from tcpfast._ring cimport ring
 from tcpfast._ranges cimport seq_ranges
 from tcpfast._rtx cimport rtt_estimator, scoreboard
-from tcpfast._cc cimport cc_state, cc_algo
+from tcpfast._cc cimport cc_state, cc_algo, prr_state
+from tcpfast._rack cimport tx_queue, rack_state
 from tcpfast._isn cimport isn_secret
 
 
@@ -100,6 +101,19 @@ ctypedef struct tcb_stats:
     uint64_t keepalive_probes
     uint64_t delayed_acks       # ACKs sent by the delayed-ACK timer
     uint64_t window_updates     # ACKs sent because the application opened the window
+    # Loss recovery by cause (RFC 8985 RACK-TLP, RFC 6675/6937, RFC 5682, RFC 2883/3708)
+    uint64_t retrans_rto        # segments retransmitted in RTO recovery
+    uint64_t retrans_rack       # segments retransmitted because RACK marked them lost
+    uint64_t retrans_fast       # segments retransmitted by NewReno fast retransmit (no SACK)
+    uint64_t retrans_tlp        # tail loss probes that retransmitted the last segment
+    uint64_t tlp_probes         # tail loss probes sent (new data or a retransmission)
+    uint64_t tlp_recoveries     # probes that repaired a loss (RFC 8985 §7.4.2): cwnd reduced
+    uint64_t rack_reo_timeouts  # RACK reordering timer expirations
+    uint64_t dsack_in           # D-SACK blocks received
+    uint64_t dsack_out          # D-SACK blocks sent (RFC 2883)
+    uint64_t spurious_retrans   # retransmissions shown unnecessary (D-SACK, RFC 3708)
+    uint64_t spurious_rtos      # timeouts shown spurious (F-RTO, RFC 5682; Eifel, RFC 3522)
+    uint64_t undo_events        # cwnd/ssthresh restored after a spurious reduction (RFC 4015)
 
 
 cdef class Tcb:
@@ -183,10 +197,34 @@ cdef class Tcb:
     cdef uint8_t in_recovery
     cdef uint32_t recover       # RFC 6582 "recover" / RFC 6675 RecoveryPoint
     cdef uint8_t rexmit_head    # NewReno: retransmit the segment at snd_una next
+    # RACK-TLP (RFC 8985) and what goes with it, for connections that use SACK
+    cdef tx_queue txq           # one record per segment in flight (_rack)
+    cdef rack_state rack
+    cdef prr_state prr          # RFC 6937, during fast recovery
+    cdef uint8_t rto_recovery   # after an RTO, until SND.UNA reaches recover (Linux's CA_Loss)
+    cdef uint8_t frto           # RFC 5682 F-RTO: 1 after the RTO retransmission, 2 after new data
+    cdef uint8_t tlp_active     # TLP.end_seq is set: a probe is unacknowledged
+    cdef uint8_t tlp_is_retrans # TLP.is_retrans
+    cdef uint8_t tlp_pending    # the PTO expired: send a probe
+    cdef uint8_t tlp_rtt_seen   # an RTT sample since the last probe (§7.3 condition 2)
+    cdef uint32_t tlp_end_seq   # TLP.end_seq
+    cdef uint64_t t_reo         # RACK reordering timer
+    cdef uint64_t t_tlp         # TLP PTO timer
+    # Undo of a spurious reduction (RFC 3522/4015 with timestamps, RFC 2883/3708 with D-SACK)
+    cdef uint8_t undo_valid     # prior_cwnd/prior_ssthresh hold what an undo restores
+    cdef uint8_t retrans_ts_set
+    cdef uint32_t prior_cwnd
+    cdef uint32_t prior_ssthresh
+    cdef uint32_t undo_marker   # SND.UNA when the episode began
+    cdef int32_t undo_retrans   # retransmissions of the episode not yet D-SACKed
+    cdef uint32_t retrans_tsval # TSval of the episode's first retransmission (Eifel, RFC 3522)
 
     # --- pending output -----------------------------------------------------------------------
     cdef uint8_t ack_now
     cdef uint8_t dupacks_to_send  # immediate duplicate ACKs owed for out-of-order segments
+    cdef uint8_t dsack_pending  # a D-SACK block to report first in the next ACK (RFC 2883)
+    cdef uint32_t dsack_left
+    cdef uint32_t dsack_right
     cdef uint8_t segs_unacked   # full-sized segments received since our last ACK
     cdef uint8_t rst_pending    # abort: send <SEQ=SND.NXT><CTL=RST>
     cdef uint8_t syn_pending    # (re)send SYN / SYN-ACK
@@ -273,6 +311,22 @@ cdef class Tcb:
     cdef size_t _emit_data(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef size_t _emit_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef void _after_read(self, uint64_t now) noexcept nogil
+    # loss recovery with SACK: RACK-TLP, PRR, F-RTO, undo
+    cdef bint _sack_input(self, const tcp_repr* th, uint64_t now, int64_t tsecr_ms,
+                          uint32_t* newly_sacked) noexcept nogil
+    cdef void _rack_ack(self, const tcp_repr* th, uint32_t prior_una, uint32_t delivered,
+                        bint dsack, bint advanced, uint64_t now) noexcept nogil
+    cdef void _rack_detect(self, uint64_t now) noexcept nogil
+    cdef void _enter_recovery(self, uint64_t now) noexcept nogil
+    cdef void _undo_mark(self) noexcept nogil
+    cdef void _undo(self, uint64_t now) noexcept nogil
+    cdef void _schedule_loss_probe(self, uint64_t now) noexcept nogil
+    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, uint64_t now) noexcept nogil
+    cdef uint32_t _pipe(self) noexcept nogil
+    cdef size_t _emit_rexmit(self, uint8_t* buf, size_t cap, uint32_t seq, uint32_t end,
+                             uint8_t cause, uint64_t now) noexcept nogil
+    cdef size_t _emit_loss_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
+    cdef void _set_dsack(self, uint32_t left, uint32_t right) noexcept nogil
 
 
 # RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a

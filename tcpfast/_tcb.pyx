@@ -4,7 +4,8 @@
 Segment arrival follows RFC 9293 §3.10.7 step by step; each step is marked with the RFC's words
 ("first check sequence number", ...). The RFC 5961 rules against blind in-window attacks, RFC 7323
 (window scale, timestamps, PAWS), RFC 6298 (RTO), RFC 5681/6582/6675 (fast retransmit, NewReno,
-SACK recovery) and RFC 1122/9293 sending policy (Nagle, SWS avoidance, delayed ACK, zero-window
+SACK recovery), RFC 8985 (RACK-TLP loss detection, with RFC 6937 PRR, RFC 5682 F-RTO, RFC 2883
+D-SACK and the RFC 3522/4015/3708 undo of spurious reductions) and RFC 1122/9293 sending policy (Nagle, SWS avoidance, delayed ACK, zero-window
 probing, keep-alive) are woven in where the RFC places them.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
@@ -24,11 +25,16 @@ from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_wri
 from tcpfast._ranges cimport (ranges_clear, ranges_add, ranges_trim_below, ranges_pop_at,
                               ranges_covers, ranges_sack_blocks)
 from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
-                           sb_init, sb_update, sb_advance, sb_is_lost, sb_pipe, sb_next_seg,
-                           sb_next_lost,
+                           sb_init, sb_update, sb_advance,
                            DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US, RTO_MAX_US)
 from tcpfast._cc cimport (cc_init, cc_set_smss, cc_on_ack, cc_on_congestion, cc_on_rto,
-                          cc_on_recovery_exit, cc_on_idle_restart, CC_NEWRENO, CC_CUBIC)
+                          cc_on_recovery_exit, cc_on_idle_restart, CC_NEWRENO, CC_CUBIC,
+                          prr_init, prr_sndcnt, prr_on_send)
+from tcpfast._rack cimport (tx_seg, txq_init, txq_release, txq_at, txq_room, txq_sent,
+                            txq_retransmitted, txq_next_lost, txq_mark_lost, txq_pipe, txq_cum_ack,
+                            txq_sack, rack_init, rack_rtt_sample, rack_update_reo_wnd,
+                            rack_detect_loss, rack_recovery_done, rack_mark_losses_on_rto,
+                            TXS_TLP, TXS_LOST, TXS_SACKED, TXS_RETRANS)
 from tcpfast._isn cimport isn_generate, siphash24
 
 import ipaddress
@@ -40,6 +46,17 @@ cdef enum:
     TS_OPTION_LEN = 12          # NOP NOP TS, the space timestamps take in every segment
     MAX_WSCALE = 14             # RFC 7323 §2.3
     PAWS_IDLE_US = 24 * 24 * 3600 * 1000000  # RFC 7323 §5.5: 24 days
+    # RFC 8985 §7.2 TLP.max_ack_delay, added to the PTO when one segment is in flight: the peer's
+    # worst-case delayed-ACK time (Linux's TCP_DELACK_MAX, 200 ms, is what Linux adds there).
+    TLP_MAX_ACK_DELAY_US = 200000
+    # Added to every PTO, as Linux's TCP_TIMEOUT_MIN (2 ms): a receiver that ACKs every second
+    # segment holds the ACK of an odd last one, and a PTO of 2*SRTT alone on a path of tens of
+    # microseconds would probe before that ACK could come.
+    TLP_MIN_US = 2000
+    # Why a segment is sent again (which counter it goes to)
+    RXT_RACK = 0
+    RXT_RTO = 1
+    RXT_TLP = 2
 
 
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
@@ -126,11 +143,13 @@ cdef class Tcb:
         ring_init(&self.rcvbuf, self.cfg.rcvbuf)
         ranges_clear(&self.ooo)
         rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
+        txq_init(&self.txq)
         self._py_out = None                 # made on first use by the Python-level receive()
 
     def __dealloc__(self):
         ring_release(&self.sndbuf, True)
         ring_release(&self.rcvbuf, True)
+        txq_release(&self.txq)
 
     # =========================================================================================
     # Set-up
@@ -197,6 +216,8 @@ cdef class Tcb:
         self.smss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
         cc_init(&self.cc, self.cfg.cc, self.smss)
         sb_init(&self.sb, self.iss)
+        txq_release(&self.txq)
+        rack_init(&self.rack, self.iss)
         ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
         self._size_rcvbuf()
 
@@ -303,7 +324,7 @@ cdef class Tcb:
         §4); other errors are soft: remembered and reported if the connection then times out,
         except that a hard error in SYN-SENT ends the attempt (as Linux does for port
         unreachable)."""
-        cdef uint32_t hdrs, mss
+        cdef uint32_t hdrs, mss, i
         if mtu:
             hdrs = (20 if self.ip.version == 4 else 40) + 20 + (TS_OPTION_LEN if self.ts_ok else 0)
             if (self.ip.version == 4 and mtu < 552) or (self.ip.version == 6 and mtu < 1280):
@@ -314,7 +335,13 @@ cdef class Tcb:
                 cc_set_smss(&self.cc, self.smss)
                 # Resend what no longer fits at the new size, at once (RFC 1191 §6.2).
                 if seq_lt(self.snd_una, self.snd_max):
-                    self.snd_nxt = self.snd_una
+                    if self.sack_ok:
+                        # Every record in flight is lost; retransmission cuts them to the new
+                        # size (txq_next_lost clips, txq_retransmitted splits).
+                        for i in range(self.txq.count):
+                            txq_mark_lost(&self.txq, i)
+                    else:
+                        self.snd_nxt = self.snd_una
             return
         self.soft_error = err
         if hard and self.state == SYN_SENT:
@@ -671,6 +698,10 @@ cdef class Tcb:
             # reply (unless the RST bit is set, if so drop the segment and return)"
             if not (flags & TH_RST):
                 self.ack_now = 1
+                if n and seq_le(seg_seq + n, self.rcv_nxt):
+                    # RFC 2883 §4.1.1: a duplicate of data already acknowledged is reported in
+                    # a D-SACK block, the first block of this ACK.
+                    self._set_dsack(seg_seq, seg_seq + n)
             return SEG_OK
 
         # "second check the RST bit" (RFC 5961 §3.2: only an exact match resets; an in-window
@@ -768,6 +799,9 @@ cdef class Tcb:
             # higher beginning sequence numbers may be held", the rest is cut).
             if seq_lt(data_seq, self.rcv_nxt):
                 cut = self.rcv_nxt - data_seq
+                # RFC 2883 §4.1.1/§4.1.2: the part already received is reported as a D-SACK.
+                self._set_dsack(data_seq, data_seq + (cut if cut < n else n))
+                self.ack_now = 1
                 if cut >= n:
                     n = 0
                 else:
@@ -813,13 +847,17 @@ cdef class Tcb:
 
     cdef void _ack_input(self, const tcp_repr* th, uint32_t seg_len, uint64_t now) noexcept nogil:
         """The ACK field, in ESTABLISHED and the states after it (RFC 9293 §3.10.7.4 fifth)."""
-        cdef uint32_t acked, data_acked, flight, wnd, sacked = 0
+        cdef uint32_t acked, data_acked, flight, wnd, sacked = 0, was_sacked = 0, sample = 0
         cdef uint32_t old_wnd = self.snd_wnd
         cdef uint32_t seg_seq = th.seq
-        cdef bint window_update
+        cdef uint32_t prior_una = self.snd_una
+        cdef bint window_update, dsack = False
+        cdef int64_t tsecr_ms = -1
+        if self.ts_ok and th.has_timestamps and th.tsecr:
+            # Our millisecond clock when the echoed segment left (RFC 8985 §6.2 step 2 check 1).
+            tsecr_ms = <uint32_t>(th.tsecr - self.ts_offset)
         if self.sack_ok and th.sack_count:
-            sacked = sb_update(&self.sb, self.snd_una, self.snd_max, th.sack_left, th.sack_right,
-                               th.sack_count)
+            dsack = self._sack_input(th, now, tsecr_ms, &sacked)
 
         # "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 <
         # SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND,
@@ -857,21 +895,35 @@ cdef class Tcb:
             if seq_lt(self.snd_nxt, self.snd_una):
                 self.snd_nxt = self.snd_una
             sb_advance(&self.sb, self.snd_una)
+            if self.sack_ok:
+                was_sacked = txq_cum_ack(&self.txq, &self.rack, self.snd_una, now, tsecr_ms)
             # RFC 6298 §3 (Karn): the timed segment yields a sample only if it was not sent again.
             # Where Karn's rule leaves us without one (retransmissions), the timestamp echoed in
             # this ACK still measures the round trip unambiguously (RFC 7323 §4.1, RTTM), with
             # the timestamp clock's 1 ms resolution.
             if self.rtt_timing and seq_gt(th.ack, self.rtt_seq):
-                rtt_sample(&self.rtt, <uint32_t>(now - self.rtt_time))
+                sample = <uint32_t>(now - self.rtt_time)
+                rtt_sample(&self.rtt, sample)
                 self.rtt_timing = 0
             elif self.ts_ok and th.has_timestamps and th.tsecr and not self.rtt_timing and \
                     seq_ge(self._ts_now(now), th.tsecr) and \
                     self._ts_now(now) - th.tsecr < 120000:
-                rtt_sample(&self.rtt, (self._ts_now(now) - th.tsecr) * 1000)
+                sample = (self._ts_now(now) - th.tsecr) * 1000
+                rtt_sample(&self.rtt, sample)
+            if sample:
+                rack_rtt_sample(&self.rack, sample, now)     # RFC 8985 §6.2 step 1
+                self.tlp_rtt_seen = 1                        # §7.3 condition 2
             rtt_reset_backoff(&self.rtt)          # RFC 6298 §5.7
             self.retries = 0
             self.first_unacked_time = now if self.snd_una != self.snd_max else 0
-            if self.in_recovery:
+            if self.sack_ok:
+                # Fast recovery's sending is PRR's (in _rack_ack); slow start goes on in RTO
+                # recovery (RFC 5681 §3.1).
+                if not self.in_recovery:
+                    self.dupacks = 0
+                    cc_on_ack(&self.cc, acked, flight,
+                              self.rtt.srtt if self.rtt.has_sample else 0, now)
+            elif self.in_recovery:
                 if seq_ge(th.ack, self.recover):
                     # RFC 6582 §3.2 step 3 / RFC 6675 §5: a full acknowledgment ends recovery.
                     self.in_recovery = 0
@@ -896,6 +948,9 @@ cdef class Tcb:
                 self.t_rtx = now + rtt_current_rto(&self.rtt)
             if ring_space(&self.sndbuf):
                 self.events |= EV_WRITABLE
+            if self.sack_ok:
+                # RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
+                self._rack_ack(th, prior_una, acked + sacked - was_sacked, dsack, True, now)
             # State-specific ACK processing.
             if self.fin_acked:
                 if self.state == FIN_WAIT_1:
@@ -924,12 +979,12 @@ cdef class Tcb:
                 (seg_len == 0 and not (th.flags & (TH_SYN | TH_FIN)) and not window_update)):
             self.dupacks += 1
             self.stats.dupacks_in += 1
-            if self.in_recovery:
-                if not self.sack_ok:
-                    self.cc.cwnd += self.smss     # RFC 5681 §3.2 step 4: inflate
-                # (with SACK, RFC 6675 recovery is paced by pipe in _emit_data)
-            elif self.dupacks >= DUPTHRESH or \
-                    (self.sack_ok and sb_is_lost(&self.sb, self.snd_una, self.smss)):
+            # With SACK, RACK decides what is lost and when recovery starts (_rack_ack below).
+            if self.sack_ok:
+                pass
+            elif self.in_recovery:
+                self.cc.cwnd += self.smss         # RFC 5681 §3.2 step 4: inflate
+            elif self.dupacks >= DUPTHRESH:
                 # RFC 6582 §3.2 step 2: only when the ACK covers more than "recover" (avoid
                 # multiple fast retransmits from one window).
                 if seq_ge(th.ack, self.recover):
@@ -940,16 +995,257 @@ cdef class Tcb:
                     cc_on_congestion(&self.cc, flight, now)
                     self.rtt_timing = 0
                     self.rexmit_head = 1
-                    if self.sack_ok:
-                        # RFC 6675 §5 steps (4.1)-(4.3): HighRxt restarts at SND.UNA, RescueRxt
-                        # is undefined; the first segment goes out at once (rexmit_head), the
-                        # rest by NextSeg under pipe.
-                        self.stats.sack_recoveries += 1
-                        self.sb.high_rxt = self.snd_una
-                        self.sb.rescue_rxt = self.snd_una - 1
-                    else:
-                        # RFC 5681 §3.2 steps 2-3: retransmit, cwnd = ssthresh + 3*SMSS.
-                        self.cc.cwnd = self.cc.ssthresh + 3 * self.smss
+                    # RFC 5681 §3.2 steps 2-3: retransmit, cwnd = ssthresh + 3*SMSS.
+                    self.cc.cwnd = self.cc.ssthresh + 3 * self.smss
+        if self.sack_ok and seq_lt(self.snd_una, self.snd_max):
+            self._rack_ack(th, prior_una, sacked, dsack, False, now)
+
+    # =========================================================================================
+    # Loss recovery with SACK: RACK-TLP (RFC 8985), PRR (RFC 6937), F-RTO (RFC 5682), undo
+    # =========================================================================================
+
+    cdef bint _sack_input(self, const tcp_repr* th, uint64_t now, int64_t tsecr_ms,
+                          uint32_t* newly_sacked) noexcept nogil:
+        """The SACK blocks of an ACK: records they cover are delivered (RFC 8985 §6.2 steps 2-3).
+        Returns whether the first block is a D-SACK (RFC 2883 §4)."""
+        cdef int i, first = 0
+        cdef uint32_t left, right, segs, newly = 0
+        cdef bint dsack = False
+        left = th.sack_left[0]
+        right = th.sack_right[0]
+        # RFC 2883 §4: a first block at or below the cumulative ACK, or inside the second
+        # block, reports a duplicate.
+        if seq_lt(left, th.ack) or (th.sack_count > 1 and seq_ge(left, th.sack_left[1]) and
+                                    seq_le(right, th.sack_right[1])):
+            if seq_lt(left, right) and seq_le(right, self.snd_max):
+                dsack = True
+                self.stats.dsack_in += 1
+                # RFC 3708 §3: a D-SACK for data sent again in this episode shows that
+                # retransmission unneeded (Linux's undo_retrans).
+                if self.undo_valid and seq_gt(right, self.undo_marker):
+                    segs = (right - left + self.smss - 1) // self.smss
+                    self.stats.spurious_retrans += segs
+                    self.undo_retrans -= <int32_t>segs
+            first = 1
+        sb_update(&self.sb, self.snd_una, self.snd_max, th.sack_left, th.sack_right,
+                  th.sack_count)
+        for i in range(first, th.sack_count):
+            left = th.sack_left[i]
+            right = th.sack_right[i]
+            if seq_lt(left, self.snd_una):
+                left = self.snd_una
+            if seq_gt(right, self.snd_max):
+                right = self.snd_max
+            if seq_lt(left, right):
+                newly += txq_sack(&self.txq, &self.rack, left, right, now, tsecr_ms)
+        newly_sacked[0] = newly
+        return dsack
+
+    cdef uint32_t _pipe(self) noexcept nogil:
+        """RFC 6675 pipe from the transmit records: in flight, less SACKed, less lost."""
+        return txq_pipe(&self.txq, self.snd_una, self.snd_max)
+
+    cdef void _rack_ack(self, const tcp_repr* th, uint32_t prior_una, uint32_t delivered,
+                        bint dsack, bint advanced, uint64_t now) noexcept nogil:
+        """Everything an ACK means for loss recovery, after its SACK blocks and cumulative ACK
+        have marked the records delivered."""
+        cdef uint32_t pipe, sndcnt, data_end, highest
+        cdef int i
+        cdef bint recovering = self.in_recovery or self.rto_recovery
+        # Spurious retransmissions. Eifel (RFC 3522 §3.2): an ACK of new data that echoes a
+        # timestamp older than the episode's first retransmission acknowledges an original
+        # transmission. D-SACK (RFC 3708 §3): every retransmission of the episode came back
+        # D-SACKed. Either way the reduction is undone (RFC 4015, as Linux's undo).
+        if self.undo_valid and self.retrans_ts_set:
+            if advanced and recovering and self.ts_ok and th.has_timestamps and th.tsecr and \
+                    seq_lt(th.tsecr, self.retrans_tsval):
+                if self.rto_recovery:
+                    self.stats.spurious_rtos += 1
+                self._undo(now)
+                recovering = False
+            elif dsack and self.undo_retrans <= 0:
+                if self.rto_recovery:
+                    self.stats.spurious_rtos += 1
+                self._undo(now)
+                recovering = False
+
+        # F-RTO (RFC 5682 §2-3): after the RTO's retransmission, new data instead of more
+        # retransmissions tells a spurious timeout from a real one.
+        if self.frto and self.rto_recovery:
+            if self.frto == 1 and advanced:
+                # Step 2: the first new acknowledgment (duplicates before it only update the
+                # scoreboard). RecoveryPoint becomes the highest sequence sent so far.
+                self.recover = self.snd_max
+                data_end = self.buf_seq + self.sndbuf.used
+                if seq_lt(self.snd_una, self.recover) and seq_lt(self.snd_max, data_end) and \
+                        seq_lt(self.snd_max - self.snd_una, self.snd_wnd):
+                    # 2.b: send up to two new (previously unsent) segments, then step 3.
+                    self.frto = 2
+                    self.cc.cwnd = self._pipe() + 2 * <uint32_t>self.smss
+                else:
+                    # 2.a, or nothing new to send: the conventional RTO recovery.
+                    self.frto = 0
+                    if self.cc.cwnd > 2 * <uint32_t>self.smss:
+                        self.cc.cwnd = 2 * <uint32_t>self.smss
+                    rack_mark_losses_on_rto(&self.rack, &self.txq, self.snd_una, now)
+            elif self.frto == 2:
+                self.frto = 0
+                highest = th.ack
+                for i in range(1 if dsack else 0, th.sack_count):
+                    if seq_gt(th.sack_right[i], highest):
+                        highest = th.sack_right[i]
+                if not seq_gt(highest, self.recover) and (advanced or delivered):
+                    # Step 3.b: data sent before the timeout, not acknowledged before, is
+                    # acknowledged now: the timeout was spurious (RFC 4015 response: restore
+                    # cwnd and ssthresh).
+                    self.stats.spurious_rtos += 1
+                    self._undo(now)
+                    recovering = False
+                else:
+                    # Step 3.a: the new segments were acknowledged (or nothing new was): the
+                    # loss was real; at most 3*SMSS, retransmitting what RACK finds lost.
+                    if self.cc.cwnd > 3 * <uint32_t>self.smss:
+                        self.cc.cwnd = 3 * <uint32_t>self.smss
+                    rack_mark_losses_on_rto(&self.rack, &self.txq, self.snd_una, now)
+
+        # RACK (RFC 8985 §6.2 steps 4-5).
+        rack_update_reo_wnd(&self.rack, &self.txq, dsack, self.in_recovery or self.rto_recovery,
+                            self.snd_una, self.snd_max, self.rtt.srtt if self.rtt.has_sample else 0)
+        if self.rack.advanced:
+            self._rack_detect(now)
+
+        # Fast recovery: PRR (RFC 6937) sets what this ACK lets us send, cwnd = pipe + sndcnt.
+        if self.in_recovery:
+            if seq_ge(self.snd_una, self.recover):
+                # RFC 6675 §5 / RFC 6937: recovery ends when RecoveryPoint is acknowledged.
+                self.in_recovery = 0
+                self.dupacks = 0
+                cc_on_recovery_exit(&self.cc, now)
+                rack_recovery_done(&self.rack)
+            else:
+                pipe = self._pipe()
+                sndcnt = prr_sndcnt(&self.prr, delivered, pipe, self.cc.ssthresh, self.smss)
+                if self.prr.prr_out == 0 and sndcnt < self.smss:
+                    sndcnt = self.smss        # the fast retransmission goes at once
+                self.cc.cwnd = pipe + sndcnt
+        if self.rto_recovery and seq_ge(self.snd_una, self.recover):
+            self.rto_recovery = 0
+            self.frto = 0
+            rack_recovery_done(&self.rack)
+
+        # Tail loss probe (RFC 8985 §7.4, §7.2).
+        self._tlp_process_ack(th, dsack, now)
+        if advanced:
+            self._schedule_loss_probe(now)
+
+    cdef void _rack_detect(self, uint64_t now) noexcept nogil:
+        """RACK_detect_loss_and_arm_timer (RFC 8985 §6.2 step 5); a loss starts fast recovery."""
+        cdef uint32_t newly = 0
+        cdef uint64_t wait = rack_detect_loss(&self.rack, &self.txq, now, &newly)
+        self.t_reo = now + wait if wait else 0
+        if self.txq.lost_out and not self.in_recovery and not self.rto_recovery:
+            self._enter_recovery(now)
+
+    cdef void _enter_recovery(self, uint64_t now) noexcept nogil:
+        """RACK found a loss: fast recovery (RFC 6675 §5), its reduction (RFC 5681 §3.2 /
+        RFC 9438 §4.6) sent out by PRR (RFC 6937 §3)."""
+        cdef uint32_t flight = self.snd_max - self.snd_una
+        self._undo_mark()
+        cc_on_congestion(&self.cc, flight, now)
+        prr_init(&self.prr, flight)
+        self.in_recovery = 1
+        self.recover = self.snd_max
+        self.stats.fast_retransmits += 1
+        self.stats.sack_recoveries += 1
+        # TLP_init (§7.1): no probe outstanding in recovery; the first retransmission goes now.
+        self.tlp_active = 0
+        self.tlp_pending = 0
+        self.t_tlp = 0
+        self.cc.cwnd = self._pipe() + self.smss
+
+    cdef void _undo_mark(self) noexcept nogil:
+        """A reduction begins: remember what an undo restores (RFC 4015 §3.1 "pipe_prev"...).
+        An RTO inside an episode keeps the episode's first values."""
+        if self.undo_valid and (self.in_recovery or self.rto_recovery):
+            return
+        self.undo_valid = 1
+        self.prior_cwnd = self.cc.cwnd
+        self.prior_ssthresh = self.cc.ssthresh
+        self.undo_marker = self.snd_una
+        self.undo_retrans = 0
+        self.retrans_ts_set = 0
+
+    cdef void _undo(self, uint64_t now) noexcept nogil:
+        """The reduction was spurious: restore cwnd and ssthresh (RFC 4015 §4, as Linux's
+        tcp_undo_cwnd_reduction) and forget the losses it assumed."""
+        cdef uint32_t i
+        cdef tx_seg* seg
+        if self.cc.cwnd < self.prior_cwnd:
+            self.cc.cwnd = self.prior_cwnd
+        if self.prior_ssthresh > self.cc.ssthresh:
+            self.cc.ssthresh = self.prior_ssthresh
+        self.cc.rto_hold = 0
+        self.cc.ss_after_rto = 0
+        if self.in_recovery or self.rto_recovery:
+            rack_recovery_done(&self.rack)
+        self.in_recovery = 0
+        self.rto_recovery = 0
+        self.frto = 0
+        self.dupacks = 0
+        self.undo_valid = 0
+        self.t_reo = 0
+        if self.txq.lost_out:
+            for i in range(self.txq.count):
+                seg = txq_at(&self.txq, i)
+                if seg.flags & TXS_LOST:
+                    seg.flags &= ~TXS_LOST
+            self.txq.lost_out = 0
+        self.stats.undo_events += 1
+
+    cdef void _schedule_loss_probe(self, uint64_t now) noexcept nogil:
+        """RFC 8985 §7.2 TLP_calc_PTO and when to arm it."""
+        cdef uint64_t pto
+        cdef uint32_t flight = self.snd_max - self.snd_una
+        self.t_tlp = 0
+        if not self.sack_ok or self.in_recovery or self.rto_recovery or self.tlp_active or \
+                self.txq.sacked_segs or flight == 0 or self.txq.count == 0:
+            return
+        if self.rtt.has_sample:
+            pto = 2 * <uint64_t>self.rtt.srtt + TLP_MIN_US
+            if flight <= self.smss:
+                pto += TLP_MAX_ACK_DELAY_US
+        else:
+            pto = 1000000
+        if self.t_rtx:
+            if self.t_rtx <= now:
+                return
+            if now + pto > self.t_rtx:
+                pto = self.t_rtx - now
+        self.t_tlp = now + pto
+
+    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, uint64_t now) noexcept nogil:
+        """RFC 8985 §7.4 TLP_process_ack: was the probe's episode a loss?"""
+        if not self.tlp_active or seq_lt(th.ack, self.tlp_end_seq):
+            return
+        if not self.tlp_is_retrans:
+            self.tlp_active = 0           # a probe of new data was delivered
+        elif dsack and th.sack_right[0] == self.tlp_end_seq:
+            self.tlp_active = 0           # case 1: the original and the probe both arrived
+        elif seq_gt(th.ack, self.tlp_end_seq):
+            # The probe repaired a single loss: respond as to any loss (§7.4.2).
+            self.tlp_active = 0
+            self.stats.tlp_recoveries += 1
+            if not self.in_recovery and not self.rto_recovery:
+                cc_on_congestion(&self.cc, self.snd_max - self.snd_una, now)
+        elif th.sack_count == 0 and th.ack == self.snd_una:
+            self.tlp_active = 0           # case 2: a duplicate ACK without SACK
+
+    cdef void _set_dsack(self, uint32_t left, uint32_t right) noexcept nogil:
+        """Report [left, right) as a duplicate in the next ACK (RFC 2883 §4)."""
+        if self.sack_ok and seq_lt(left, right):
+            self.dsack_pending = 1
+            self.dsack_left = left
+            self.dsack_right = right
 
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
@@ -989,6 +1285,10 @@ cdef class Tcb:
         else:
             # Beyond a hole: hold it within the buffer (its offset from RCV.NXT is its place).
             off = seq - self.rcv_nxt
+            if ranges_covers(&self.ooo, seq, seq + n):
+                # RFC 2883 §4.1.3: a duplicate of data held out of order, reported as a D-SACK
+                # (followed by the block that holds it).
+                self._set_dsack(seq, seq + n)
             added = ranges_add(&self.ooo, seq, seq + n)
             if added < 0:
                 self.stats.ooo_dropped += 1
@@ -1034,7 +1334,9 @@ cdef class Tcb:
         self.state = CLOSED
         self.events |= EV_CLOSED
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
-        self.syn_pending = self.probe_pending = self.keepalive_pending = 0
+        self.t_reo = self.t_tlp = 0
+        self.syn_pending = self.probe_pending = self.keepalive_pending = self.tlp_pending = 0
+        txq_release(&self.txq)
         self.ack_now = 0
         if err or self.rst_pending:
             # "All segment queues should be flushed" (RFC 9293 §3.10.7.4 RST, §3.10.5 ABORT).
@@ -1049,6 +1351,9 @@ cdef class Tcb:
         peer retransmits its FIN (RFC 9293 §3.4.2)."""
         self.state = TIME_WAIT
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = 0
+        self.t_reo = self.t_tlp = 0
+        self.tlp_pending = 0
+        txq_release(&self.txq)
         self.t_timewait = now + 2 * self.cfg.msl
         ring_release(&self.sndbuf, True)
 
@@ -1065,6 +1370,7 @@ cdef class Tcb:
         cdef uint32_t flight = self.snd_max - self.snd_una
         cdef uint8_t limit
         cdef bint handshake = self.state == SYN_SENT or self.state == SYN_RECEIVED
+        cdef bint first
         self.stats.rto_expirations += 1
         limit = self.cfg.syn_retries if handshake else self.cfg.retries
         if self.retries >= limit or (self.cfg.user_timeout and self.first_unacked_time and
@@ -1085,6 +1391,28 @@ cdef class Tcb:
             self.syn_pending = 1
             # RFC 6298 §5.7: if the SYN or SYN-ACK is lost, the RTO after the handshake is
             # reset to 3 s; done by not having a sample yet, so the initial RTO stays in force.
+            return
+        if self.sack_ok and self.txq.count:
+            # RACK-TLP's RTO recovery (RFC 8985 §6.3, with F-RTO, RFC 5682). SACKed data is
+            # never sent again: RACK marks what is lost and only that is retransmitted.
+            first = not self.rto_recovery
+            self._undo_mark()
+            cc_on_rto(&self.cc, flight, now)
+            self.in_recovery = 0
+            self.rto_recovery = 1
+            self.recover = self.snd_max
+            self.dupacks = 0
+            self.rexmit_head = 0
+            self.tlp_active = self.tlp_pending = 0
+            self.t_tlp = self.t_reo = 0
+            if first and seq_lt(self.snd_max, self.buf_seq + self.sndbuf.used):
+                # F-RTO step 1 (RFC 5682 §3): retransmit only the first unacknowledged segment;
+                # the next ACKs tell whether the timeout was spurious.
+                self.frto = 1
+                txq_mark_lost(&self.txq, 0)
+            else:
+                self.frto = 0
+                rack_mark_losses_on_rto(&self.rack, &self.txq, self.snd_una, now)
             return
         cc_on_rto(&self.cc, flight, now)
         # RFC 6675 §5.1 / RFC 6582: recovery ends; RecoveryPoint = HighData; no new recovery
@@ -1109,6 +1437,20 @@ cdef class Tcb:
             self._rexmit_rto(now)
             if self.state == CLOSED:
                 return
+        if self.t_reo and now >= self.t_reo:
+            # RFC 8985 §6.2: the reordering window of a segment has passed.
+            self.t_reo = 0
+            self.stats.rack_reo_timeouts += 1
+            self._rack_detect(now)
+        if self.t_tlp and now >= self.t_tlp:
+            # RFC 8985 §7.3: send a probe if none is out and an RTT was measured since the
+            # last one; else (and after a probe) the RTO is the last resort.
+            self.t_tlp = 0
+            if not self.tlp_active and self.tlp_rtt_seen and seq_lt(self.snd_una, self.snd_max) \
+                    and not self.in_recovery and not self.rto_recovery:
+                self.tlp_pending = 1
+            elif seq_lt(self.snd_una, self.snd_max):
+                self.t_rtx = now + rtt_current_rto(&self.rtt)
         if self.t_persist and now >= self.t_persist:
             # RFC 9293 §3.8.6.1: probe the zero window, with exponentially growing intervals.
             self.t_persist = 0
@@ -1141,12 +1483,14 @@ cdef class Tcb:
         segment and user call): 1 for at once, the earliest timer otherwise, 0 for never."""
         cdef uint64_t t = 0
         if self.rst_pending or self.syn_pending or self.ack_now or self.probe_pending or \
-                self.keepalive_pending or self.rexmit_head:
+                self.keepalive_pending or self.rexmit_head or self.tlp_pending:
             return 1
         # New data is not a reason to wake: whoever queues data or delivers an ACK calls
         # poll_transmit anyway, and what it declines to send (Nagle, windows) waits for an ACK or
         # a timer. So poll_at never asks for a call that would send nothing.
         t = _min_timer(t, self.t_rtx)
+        t = _min_timer(t, self.t_reo)
+        t = _min_timer(t, self.t_tlp)
         t = _min_timer(t, self.t_delack)
         t = _min_timer(t, self.t_persist)
         t = _min_timer(t, self.t_keepalive)
@@ -1202,9 +1546,19 @@ cdef class Tcb:
             t.has_timestamps = 1
             t.tsval = self._ts_now(now)
             t.tsecr = self.ts_recent
-        if self.sack_ok and self.ooo.count and flags & TH_ACK:
+        if self.sack_ok and flags & TH_ACK and (self.ooo.count or self.dsack_pending):
+            k = 0
+            if self.dsack_pending:
+                # RFC 2883 §4: the D-SACK block comes first, once.
+                t.sack_left[0] = self.dsack_left
+                t.sack_right[0] = self.dsack_right
+                k = 1
+                self.dsack_pending = 0
+                self.stats.dsack_out += 1
             # RFC 2018 §4: report the held blocks, the most recent first (3 fit beside TS).
-            k = ranges_sack_blocks(&self.ooo, t.sack_left, t.sack_right, 3 if self.ts_ok else 4)
+            if self.ooo.count:
+                k += ranges_sack_blocks(&self.ooo, t.sack_left + k, t.sack_right + k,
+                                        (3 if self.ts_ok else 4) - k)
             t.sack_count = <uint8_t>k
         if not (flags & TH_SYN):
             t.window = <uint16_t>self._window_to_advertise()
@@ -1331,11 +1685,106 @@ cdef class Tcb:
         out = self._emit(buf, cap, &t, self.snd_nxt - self.buf_seq, 1, now)
         if out:
             self.stats.zero_window_probes += 1
+            if self.sack_ok:
+                txq_sent(&self.txq, self.snd_nxt, self.snd_nxt + 1, now, self.smss, 0)
             if seq_gt(self.snd_nxt + 1, self.snd_max):
                 self.snd_max = self.snd_nxt + 1
             self.t_persist = now + (<uint64_t>rtt_current_rto(&self.rtt) << self.persist_backoff)
             if self.t_persist - now > self.cfg.rto_max:
                 self.t_persist = now + self.cfg.rto_max
+        return out
+
+    cdef size_t _emit_rexmit(self, uint8_t* buf, size_t cap, uint32_t seq, uint32_t end,
+                             uint8_t cause, uint64_t now) noexcept nogil:
+        """Send [seq, end) of the sequence space again (data, and the FIN if it lies there):
+        RACK_retransmit_data (RFC 8985 §6.1) and the counters of its cause."""
+        cdef tcp_repr t
+        cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
+        cdef uint32_t n = 0
+        cdef bint fin
+        cdef size_t out
+        if seq_lt(seq, data_end):
+            n = (end if seq_lt(end, data_end) else data_end) - seq
+        fin = self.fin_sent and seq_le(seq, self.fin_seq) and seq_lt(self.fin_seq, end) and \
+            seq + n == self.fin_seq
+        if n == 0 and not fin:
+            # Nothing of it is ours to send (cannot happen while records mirror the ring):
+            # count it sent so that it is not chosen forever.
+            txq_retransmitted(&self.txq, seq, end, now, 0)
+            return 0
+        self._fill_header(&t, seq, TH_ACK | TH_PSH | (TH_FIN if fin else 0), now)
+        out = self._emit(buf, cap, &t, seq - self.buf_seq, n, now)
+        if not out:
+            return 0
+        txq_retransmitted(&self.txq, seq, seq + n + (1 if fin else 0), now,
+                          TXS_TLP if cause == RXT_TLP else 0)
+        self.stats.retransmits += 1
+        self.stats.bytes_retransmitted += n
+        if cause == RXT_RTO:
+            self.stats.retrans_rto += 1
+        elif cause == RXT_TLP:
+            self.stats.retrans_tlp += 1
+        else:
+            self.stats.retrans_rack += 1
+        if self.in_recovery:
+            prr_on_send(&self.prr, n + (1 if fin else 0))
+        if self.undo_valid and cause != RXT_TLP:
+            self.undo_retrans += 1
+            if not self.retrans_ts_set:
+                self.retrans_ts_set = 1
+                self.retrans_tsval = self._ts_now(now)
+        if self.rtt_timing and seq_le(seq, self.rtt_seq):
+            self.rtt_timing = 0           # Karn (RFC 6298 §3)
+        self._arm_rtx(now)
+        return out
+
+    cdef size_t _emit_loss_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil:
+        """RFC 8985 §7.3 TLP_send_probe: one segment of new data if the peer's window allows,
+        else the highest-sequence segment again. Then the RTO, not the PTO, is armed."""
+        cdef tcp_repr t
+        cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
+        cdef uint32_t seq = self.snd_nxt, n = 0, flight = self.snd_nxt - self.snd_una, start, end
+        cdef bint fin = False
+        cdef size_t out = 0
+        cdef tx_seg* last
+        self.tlp_pending = 0
+        if self.txq.count == 0 or not seq_lt(self.snd_una, self.snd_max):
+            return 0
+        if self.snd_nxt == self.snd_max and seq_lt(seq, data_end) and flight < self.snd_wnd and \
+                txq_room(&self.txq, 1):
+            n = data_end - seq
+            if n > self.smss:
+                n = self.smss
+            if n > self.snd_wnd - flight:
+                n = self.snd_wnd - flight
+            fin = self.fin_queued and not self.fin_sent and seq + n == data_end
+            self._fill_header(&t, seq, TH_ACK | TH_PSH | (TH_FIN if fin else 0), now)
+            out = self._emit(buf, cap, &t, seq - self.buf_seq, n, now)
+            if out:
+                self.stats.bytes_out += n
+                txq_sent(&self.txq, seq, seq + n + (1 if fin else 0), now, self.smss, TXS_TLP)
+                self.snd_nxt = seq + n
+                if fin:
+                    self.fin_sent = 1
+                    self.fin_seq = seq + n
+                    self.snd_nxt += 1
+                self.snd_max = self.snd_nxt
+                self.tlp_is_retrans = 0
+        else:
+            last = txq_at(&self.txq, self.txq.count - 1)
+            end = last.end
+            start = last.start
+            if end - start > self.smss:
+                start = end - self.smss
+            out = self._emit_rexmit(buf, cap, start, end, RXT_TLP, now)
+            if out:
+                self.tlp_is_retrans = 1
+        if out:
+            self.tlp_active = 1
+            self.tlp_end_seq = self.snd_max
+            self.tlp_rtt_seen = 0
+            self.stats.tlp_probes += 1
+            self.t_rtx = now + rtt_current_rto(&self.rtt)
         return out
 
     cdef size_t _emit_data(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil:
@@ -1344,45 +1793,35 @@ cdef class Tcb:
         allow."""
         cdef tcp_repr t
         cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
-        cdef uint32_t seq, n, unsent, wnd, flight, usable, seg_max, pipe = 0
+        cdef uint32_t seq, n, unsent, wnd, flight, usable, seg_max, pipe = 0, end, room
         cdef uint8_t flags
-        cdef bint rexmit = False, fin = False, sack_recovery = self.in_recovery and self.sack_ok
+        cdef bint fin = False
         cdef size_t out
-        cdef int i
 
-        # 1. Retransmissions during fast recovery.
-        if self.rexmit_head and seq_lt(self.snd_una, data_end + (1 if self.fin_queued else 0)):
-            # The first unacknowledged segment: NewReno (RFC 6582 §3.2 steps 2 and 3) and the
-            # first retransmission of RFC 6675 §5 step (4.3).
+        if self.sack_ok:
+            # With SACK (RFC 8985, RFC 6675 §5 NextSeg order): a tail loss probe; then what
+            # RACK marked lost, as cwnd - pipe allows (PRR sets cwnd in fast recovery); then
+            # new data.
+            if self.tlp_pending:
+                out = self._emit_loss_probe(buf, cap, now)
+                if out:
+                    return out
+            pipe = self._pipe()
+            if self.txq.lost_out and txq_next_lost(&self.txq, self.smss, &seq, &end):
+                room = self.cc.cwnd - pipe if self.cc.cwnd > pipe else 0
+                if room >= (end - seq if end - seq < self.smss else self.smss) or \
+                        (self.frto == 1 and seq == self.snd_una):
+                    # (F-RTO step 1: the timeout's own retransmission goes whatever the window.)
+                    return self._emit_rexmit(buf, cap, seq, end,
+                                             RXT_RTO if self.rto_recovery else RXT_RACK, now)
+                return 0
+        elif self.rexmit_head and seq_lt(self.snd_una, data_end + (1 if self.fin_queued else 0)):
+            # NewReno (RFC 6582 §3.2 steps 2 and 3): the first unacknowledged segment.
             self.rexmit_head = 0
             seq = self.snd_una
             n = data_end - seq if seq_lt(seq, data_end) else 0
             if n > self.smss:
                 n = self.smss
-            rexmit = True
-            if sack_recovery:
-                # (4.3) "set both HighRxt and RescueRxt to the highest sequence number in the
-                # retransmitted segment" (held one past it here, see _rtx.pxd).
-                self.sb.high_rxt = seq + (n if n else 1)
-                self.sb.rescue_rxt = self.sb.high_rxt
-        elif sack_recovery:
-            # RFC 6675 §5 step (C): while cwnd - pipe >= 1 SMSS, send NextSeg(): (1) a lost
-            # segment; else (2) new data; else (3)/(4) a rescue retransmission.
-            pipe = sb_pipe(&self.sb, self.snd_una, self.snd_max, self.smss)
-            if self.cc.cwnd <= pipe or self.cc.cwnd - pipe < self.smss:
-                return 0
-            if sb_next_lost(&self.sb, self.snd_una, self.snd_max, self.smss, &seq, &n):
-                rexmit = True
-            elif not (seq_lt(self.snd_nxt, data_end) and seq_lt(self.snd_nxt - self.snd_una, self.snd_wnd)) \
-                    and sb_next_seg(&self.sb, self.snd_una, self.snd_max, self.smss, &seq, &n):
-                rexmit = True
-            if rexmit:
-                if seq_ge(seq, data_end):
-                    n = 0
-                elif seq_gt(seq + n, data_end):
-                    n = data_end - seq
-                rexmit = n > 0 or (self.fin_sent and seq == self.fin_seq)
-        if rexmit:
             flags = TH_ACK
             if self.fin_sent and seq + n == self.fin_seq:
                 flags |= TH_FIN           # the FIN goes again with the last byte
@@ -1390,18 +1829,13 @@ cdef class Tcb:
             out = self._emit(buf, cap, &t, seq - self.buf_seq, n, now)
             if out:
                 self.stats.retransmits += 1
+                self.stats.retrans_fast += 1
                 self.stats.bytes_retransmitted += n
                 self.rtt_timing = 0 if seq_le(seq, self.rtt_seq) else self.rtt_timing
                 self._arm_rtx(now)
             return out
 
-        # 2. New data (or data again after an RTO rewound SND.NXT) from SND.NXT.
-        # After an RTO, skip what the peer has SACKed since (RFC 6675 §5.1 "filling in").
-        if self.sack_ok and seq_lt(self.snd_nxt, self.snd_max):
-            for i in range(self.sb.sacked.count):
-                if seq_le(self.sb.sacked.start[i], self.snd_nxt) and \
-                        seq_lt(self.snd_nxt, self.sb.sacked.end[i]):
-                    self.snd_nxt = self.sb.sacked.end[i]
+        # 2. New data (or, without SACK, data again after an RTO rewound SND.NXT) from SND.NXT.
         seq = self.snd_nxt
         unsent = data_end - seq if seq_lt(seq, data_end) else 0
         flight = self.snd_nxt - self.snd_una
@@ -1411,8 +1845,9 @@ cdef class Tcb:
         if self.cfg.tso_max > self.smss:
             seg_max = self.cfg.tso_max - self.cfg.tso_max % self.smss
         usable = self.snd_wnd - flight if self.snd_wnd > flight else 0
-        if sack_recovery:
-            # RFC 6675 NextSeg (2): new data as far as cwnd - pipe allows.
+        if self.sack_ok:
+            # RFC 6675 NextSeg (2): new data as far as cwnd - pipe allows (outside recovery too,
+            # as Linux's in-flight count: SACKed data has left the network).
             wnd = self.cc.cwnd - pipe if self.cc.cwnd > pipe else 0
         else:
             wnd = self.cc.cwnd - flight if self.cc.cwnd > flight else 0
@@ -1439,6 +1874,8 @@ cdef class Tcb:
             # Nagle (RFC 9293 §3.7.4, RFC 896): a short segment waits while data is unacked.
             if not self.cfg.nodelay and flight and seq_ge(seq, self.snd_max):
                 return 0
+        if self.sack_ok and not txq_room(&self.txq, (n + 1 + self.smss - 1) // self.smss + 1):
+            return 0                      # the transmit records are full: wait for ACKs
         flags = TH_ACK
         if n and seq + n == data_end:
             flags |= TH_PSH
@@ -1469,6 +1906,11 @@ cdef class Tcb:
             self.snd_max = self.snd_nxt
         self._arm_rtx(now)
         self.t_persist = 0
+        if self.sack_ok:
+            txq_sent(&self.txq, seq, self.snd_nxt, now, self.smss, 0)   # RFC 8985 §6.1
+            if self.in_recovery:
+                prr_on_send(&self.prr, self.snd_nxt - seq)
+            self._schedule_loss_probe(now)
         return out
 
     # =========================================================================================
@@ -1639,9 +2081,19 @@ cdef class Tcb:
             fin_sent=bool(self.fin_sent), fin_acked=bool(self.fin_acked),
             rcv_fin=bool(self.rcv_fin), error=self.error, retries=self.retries,
             ooo_ranges=self.ooo.count,
+            rto_recovery=bool(self.rto_recovery), frto=self.frto,
+            pipe=txq_pipe(&self.txq, self.snd_una, self.snd_max) if self.sack_ok else None,
+            sacked_out=self.txq.sacked_out, lost_out=self.txq.lost_out,
+            retrans_out=self.txq.retrans_out, tx_records=self.txq.count,
+            rack_rtt=self.rack.rtt, rack_min_rtt=self.rack.min_rtt, reo_wnd=self.rack.reo_wnd,
+            reo_wnd_mult=self.rack.reo_wnd_mult, reordering_seen=bool(self.rack.reordering_seen),
+            tlp_active=bool(self.tlp_active), tlp_is_retrans=bool(self.tlp_is_retrans),
+            prr_delivered=self.prr.prr_delivered, prr_out=self.prr.prr_out,
+            recover_fs=self.prr.recover_fs,
             timers=dict(rtx=self.t_rtx or None, delack=self.t_delack or None,
                         persist=self.t_persist or None, keepalive=self.t_keepalive or None,
-                        timewait=self.t_timewait or None),
+                        timewait=self.t_timewait or None, reo=self.t_reo or None,
+                        tlp=self.t_tlp or None),
         )
 
     @property

@@ -2088,12 +2088,17 @@ def test_sack_recovery_retransmits_the_hole(seqs):
 
 
 def test_sack_recovery_two_holes(seqs):
-    """Eight segments, 2 and 5 lost. RFC 6675 §5 (4.3): on entering recovery "Retransmit the
-    first data segment presumed dropped" and set HighRxt and RescueRxt to its end ("to prevent
-    ... a premature rescue retransmission"); later ACKs release the second hole once IsLost()
-    says so (NextSeg rule 1), and never SACKed data.
+    """Eight segments, 2 and 5 lost. RACK (RFC 8985 §6.2): once three segments are SACKed and no
+    reordering has been seen, the reordering window is 0, so every segment sent before the most
+    recently delivered one (segment 6) and not delivered is lost at once: 2 and 5 together,
+    with no DupThresh counting per hole. PRR-SSRB (RFC 6937 §3) then paces the retransmissions,
+    and SACKed data is never sent again.
 
-    The numbers: FlightSize 7*MSS at the third dupack, so cwnd = ssthresh = 3.5 MSS (4.2)."""
+    The numbers (NewReno, beta 1/2): FlightSize 7*MSS at the ACK of segment 6, so ssthresh =
+    3.5 MSS = RecoverFS/2. At that ACK pipe = 7 - 3 SACKed - 2 lost = 2 MSS <= ssthresh:
+    sndcnt = MIN(ssthresh - pipe, MAX(prr_delivered - prr_out, DeliveredData) + MSS) = 1.5 MSS,
+    so segment 2 goes; after it pipe = 3 MSS and 0.5 MSS of room is left. The ACK of segment 7:
+    pipe = 2 MSS, prr_delivered = 2, prr_out = 1: sndcnt = MIN(1.5, 1 + 1) MSS: segment 5 goes."""
     c = sack_established(*seqs)
     segs = flight_of(c, 8)
     o = c.ours
@@ -2101,22 +2106,27 @@ def test_sack_recovery_two_holes(seqs):
     c.send(F.ACK, c.theirs(), o(MSS))                                       # 1
     c.send(F.ACK, c.theirs(), o(MSS), sack_blocks=[(o(2 * MSS), o(3 * MSS))])             # 3
     c.send(F.ACK, c.theirs(), o(MSS), sack_blocks=[(o(2 * MSS), o(4 * MSS))])             # 4
-    c.recv_nothing()
+    c.recv_nothing()           # 2 SACKed: the reordering window (min_RTT/4) still runs
     c.send(F.ACK, c.theirs(), o(MSS),                                       # 6
            sack_blocks=[(o(5 * MSS), o(6 * MSS)), (o(2 * MSS), o(4 * MSS))])
-    c.recv(segs[1])                                                         # (4.3)
-    assert c.tcb.info["cwnd"] == 7 * MSS // 2
+    assert c.tcb.info["lost_out"] == 2 * MSS
+    c.recv(segs[1])
+    info = c.tcb.info
+    assert info["ssthresh"] == 7 * MSS // 2 and info["recover_fs"] == 7 * MSS
+    assert info["cwnd"] == 2 * MSS + 3 * MSS // 2 and info["pipe"] == 3 * MSS
     c.send(F.ACK, c.theirs(), o(MSS),                                       # 7
            sack_blocks=[(o(5 * MSS), o(7 * MSS)), (o(2 * MSS), o(4 * MSS))])
-    c.recv_nothing()           # pipe = 2 (rexmit) + 5 + 8 = 3 MSS; cwnd - pipe < 1 MSS
+    c.recv(segs[4])
     c.send(F.ACK, c.theirs(), o(MSS),                                       # 8
            sack_blocks=[(o(5 * MSS), o(8 * MSS)), (o(2 * MSS), o(4 * MSS))])
-    # IsLost(5) now; pipe = 1 MSS; NextSeg rule 1 -> segment 5; then rules 1-4 give nothing
-    # (rule 4 needs HighACK > RescueRxt, which (4.3) set to the end of segment 2).
-    c.recv(segs[4])
+    c.recv_nothing()           # nothing lost is left, nothing new to send
     c.send(F.ACK, c.theirs(), o(8 * MSS))
     c.recv_nothing()
-    assert not c.tcb.info["in_recovery"]
+    info = c.tcb.info
+    assert not info["in_recovery"] and info["cwnd"] == info["ssthresh"] == 7 * MSS // 2
+    counters = c.tcb.counters
+    assert counters["retrans_rack"] == 2 and counters["retrans_rto"] == 0
+    assert counters["sack_recoveries"] == 1
 
 
 def test_sack_recovery_retransmits_on_entry_even_with_full_pipe(seqs):
