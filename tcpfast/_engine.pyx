@@ -814,6 +814,12 @@ cdef class Engine:
                 action = (<Tcb>t).on_segment(p, pkt, now)
                 if action == SEG_REPLY_RST:
                     self._send_rst_for(p)
+                if (<Tcb>t).ack_flush:
+                    # New SACK or D-SACK information: its ACK goes now, not merged with the
+                    # batch's later ones (RFC 2018 §4; the sender's RACK needs each of them).
+                    self._flush(t, now)
+                    if not (<Tcb>t).eng_in_table:
+                        return                # it closed (and left the table) meanwhile
                 self._mark_dirty(t)
                 return
         l = self._listener_for(p.ip.version, p.ip.dst, th.dst_port)

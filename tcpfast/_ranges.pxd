@@ -11,16 +11,16 @@ so a peer cannot make the set grow.
 from libc.stdint cimport uint8_t, uint32_t
 
 cdef enum:
-    RANGES_MAX = 16
+    RANGES_MAX = 64
 
 ctypedef struct seq_ranges:
     uint8_t count
     uint8_t recent             # index of the range that the last successful add touched;
                                # >= count (RANGES_MAX is stored) when there is none
-    uint32_t start[16]         # sorted in sequence order (seq_lt between themselves); disjoint,
+    uint32_t start[64]         # sorted in sequence order (seq_lt between themselves); disjoint,
                                # not adjacent. Sound because TCP keeps every range and argument
                                # within one window, a span < 2**31 (RFC 7323 §2.3: <= 2**30)
-    uint32_t end[16]
+    uint32_t end[64]
 
 
 cdef void ranges_clear(seq_ranges* r) noexcept nogil

@@ -261,8 +261,12 @@ cdef class SimPair:
                 action = 0
             elif item.to_b:
                 action = self.b.on_segment(&p, pkt, self.now)
+                if self.b.ack_flush:
+                    self._transmit(self.b, False)     # its SACK/D-SACK news, before the next
             else:
                 action = self.a.on_segment(&p, pkt, self.now)
+                if self.a.ack_flush:
+                    self._transmit(self.a, True)
             if action == SEG_REPLY_RST and self.nfree:
                 slot = self.free_slots[self.nfree - 1]
                 n = reset_for_segment(&p, self.pool + <size_t>slot * self.slot_size,

@@ -14,7 +14,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
 from tcpfast._ring cimport ring
 from tcpfast._ranges cimport seq_ranges
-from tcpfast._rtx cimport rtt_estimator, scoreboard
+from tcpfast._rtx cimport rtt_estimator
 from tcpfast._cc cimport cc_state, cc_algo, prr_state
 from tcpfast._rack cimport tx_queue, rack_state
 from tcpfast._isn cimport isn_secret
@@ -191,7 +191,6 @@ cdef class Tcb:
     cdef uint8_t rtt_timing     # Karn: timing one segment
     cdef uint32_t rtt_seq
     cdef uint64_t rtt_time
-    cdef scoreboard sb
     cdef cc_state cc
     cdef uint32_t dupacks
     cdef uint8_t in_recovery
@@ -212,17 +211,22 @@ cdef class Tcb:
     cdef uint64_t t_tlp         # TLP PTO timer
     # Undo of a spurious reduction (RFC 3522/4015 with timestamps, RFC 2883/3708 with D-SACK)
     cdef uint8_t undo_valid     # prior_cwnd/prior_ssthresh hold what an undo restores
-    cdef uint8_t retrans_ts_set
+    cdef uint8_t retrans_ts_set # retrans_tsval holds the oldest outstanding retransmission's
+    cdef uint8_t undo_rexmitted # the episode retransmitted something
     cdef uint32_t prior_cwnd
     cdef uint32_t prior_ssthresh
     cdef uint32_t undo_marker   # SND.UNA when the episode began
     cdef int32_t undo_retrans   # retransmissions of the episode not yet D-SACKed
-    cdef uint32_t retrans_tsval # TSval of the episode's first retransmission (Eifel, RFC 3522)
+    cdef uint32_t retrans_tsval # TSval of the first retransmission still outstanding (Eifel)
 
     # --- pending output -----------------------------------------------------------------------
     cdef uint8_t ack_now
     cdef uint8_t dupacks_to_send  # immediate duplicate ACKs owed for out-of-order segments
     cdef uint8_t dsack_pending  # a D-SACK block to report first in the next ACK (RFC 2883)
+    # An ACK with new SACK or D-SACK information is owed: the caller lets poll_transmit send it
+    # before it hands over the next segment, so that no such ACK is merged into a later one
+    # (RFC 2018 §4: every out-of-order segment is answered with the blocks as they are then).
+    cdef public uint8_t ack_flush
     cdef uint32_t dsack_left
     cdef uint32_t dsack_right
     cdef uint8_t segs_unacked   # full-sized segments received since our last ACK

@@ -25,7 +25,6 @@ from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_wri
 from tcpfast._ranges cimport (ranges_clear, ranges_add, ranges_trim_below, ranges_pop_at,
                               ranges_covers, ranges_sack_blocks)
 from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
-                           sb_init, sb_update, sb_advance,
                            DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US, RTO_MAX_US)
 from tcpfast._cc cimport (cc_init, cc_set_smss, cc_on_ack, cc_on_congestion, cc_on_rto,
                           cc_on_recovery_exit, cc_on_idle_restart, CC_NEWRENO, CC_CUBIC,
@@ -215,7 +214,6 @@ cdef class Tcb:
         self.peer_mss = DEFAULT_MSS_V4 if self.ip.version == 4 else DEFAULT_MSS_V6
         self.smss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
         cc_init(&self.cc, self.cfg.cc, self.smss)
-        sb_init(&self.sb, self.iss)
         txq_release(&self.txq)
         rack_init(&self.rack, self.iss)
         ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
@@ -263,7 +261,6 @@ cdef class Tcb:
         if self.ts_ok:
             self.ts_recent = th.tsval
         self.sack_ok = self.cfg.sack_ok and th.sack_permitted
-        self.sb.in_use = self.sack_ok
         # Eff.snd.MSS (RFC 9293 §3.7.1): the smaller MSS, less the options every segment carries.
         mss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
         if self.ts_ok:
@@ -645,12 +642,27 @@ cdef class Tcb:
         # RFC 7323 §5.3 PAWS, before the sequence check: R1 "If SEG.TSval < TS.Recent and the RST
         # bit is off ... the segment is not acceptable" (unless idle for more than 24 days).
         if self.ts_ok and th.has_timestamps and not (flags & TH_RST) and \
-                seq_lt(th.tsval, self.ts_recent):
+                seq_lt(th.tsval, self.ts_recent) and not (
+                    # A reordered pure ACK is let through, as Linux's tcp_disordered_ack: no
+                    # data, no SYN/FIN, our SND.UNA exactly, the window unchanged, TSval at
+                    # most one RTO old. It can do no harm, and its SACK blocks are news.
+                    n == 0 and not (flags & (TH_SYN | TH_FIN)) and flags & TH_ACK and
+                    seg_seq == self.rcv_nxt and th.ack == self.snd_una and
+                    (<uint32_t>th.window << self.snd_wscale) == self.snd_wnd and
+                    self.ts_recent - th.tsval <= rtt_current_rto(&self.rtt) // 1000):
             if now - self.ts_recent_age > PAWS_IDLE_US:
                 self.ts_recent = th.tsval
             else:
                 self.stats.paws_rejected += 1
                 self.ack_now = 1
+                # An old duplicate (the original of a segment already retransmitted and
+                # received) is still reported as a D-SACK (RFC 2883 §4.1, as Linux's
+                # tcp_send_dupack), or the sender never learns that it retransmitted in vain.
+                if n and seq_lt(seg_seq, self.rcv_nxt):
+                    self._set_dsack(seg_seq, seg_seq + n if seq_le(seg_seq + n, self.rcv_nxt)
+                                    else self.rcv_nxt)
+                elif n and ranges_covers(&self.ooo, seg_seq, seg_seq + n):
+                    self._set_dsack(seg_seq, seg_seq + n)
                 return SEG_OK
 
         # "first check sequence number": the four cases of the acceptability test.
@@ -894,7 +906,6 @@ cdef class Tcb:
             self.snd_una = th.ack
             if seq_lt(self.snd_nxt, self.snd_una):
                 self.snd_nxt = self.snd_una
-            sb_advance(&self.sb, self.snd_una)
             if self.sack_ok:
                 was_sacked = txq_cum_ack(&self.txq, &self.rack, self.snd_una, now, tsecr_ms)
             # RFC 6298 §3 (Karn): the timed segment yields a sample only if it was not sent again.
@@ -1027,8 +1038,6 @@ cdef class Tcb:
                     self.stats.spurious_retrans += segs
                     self.undo_retrans -= <int32_t>segs
             first = 1
-        sb_update(&self.sb, self.snd_una, self.snd_max, th.sack_left, th.sack_right,
-                  th.sack_count)
         for i in range(first, th.sack_count):
             left = th.sack_left[i]
             right = th.sack_right[i]
@@ -1056,9 +1065,9 @@ cdef class Tcb:
         # timestamp older than the episode's first retransmission acknowledges an original
         # transmission. D-SACK (RFC 3708 §3): every retransmission of the episode came back
         # D-SACKed. Either way the reduction is undone (RFC 4015, as Linux's undo).
-        if self.undo_valid and self.retrans_ts_set:
-            if advanced and recovering and self.ts_ok and th.has_timestamps and th.tsecr and \
-                    seq_lt(th.tsecr, self.retrans_tsval):
+        if self.undo_valid and self.undo_rexmitted:
+            if advanced and recovering and self.retrans_ts_set and self.ts_ok and \
+                    th.has_timestamps and th.tsecr and seq_lt(th.tsecr, self.retrans_tsval):
                 if self.rto_recovery:
                     self.stats.spurious_rtos += 1
                 self._undo(now)
@@ -1133,6 +1142,10 @@ cdef class Tcb:
             self.frto = 0
             rack_recovery_done(&self.rack)
 
+        if self.retrans_ts_set and self.txq.retrans_out == 0 and self.txq.lost_out == 0 and \
+                not self.in_recovery and not self.rto_recovery:
+            self.retrans_ts_set = 0       # no retransmission outstanding any more
+
         # Tail loss probe (RFC 8985 §7.4, §7.2).
         self._tlp_process_ack(th, dsack, now)
         if advanced:
@@ -1173,7 +1186,7 @@ cdef class Tcb:
         self.prior_ssthresh = self.cc.ssthresh
         self.undo_marker = self.snd_una
         self.undo_retrans = 0
-        self.retrans_ts_set = 0
+        self.undo_rexmitted = 0
 
     cdef void _undo(self, uint64_t now) noexcept nogil:
         """The reduction was spurious: restore cwnd and ssthresh (RFC 4015 §4, as Linux's
@@ -1246,6 +1259,7 @@ cdef class Tcb:
             self.dsack_pending = 1
             self.dsack_left = left
             self.dsack_right = right
+            self.ack_flush = 1
 
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
@@ -1275,6 +1289,8 @@ cdef class Tcb:
             # at once when a hole is being filled, else within the delayed-ACK time.
             if filled_hole or self.ooo.count:
                 self.ack_now = 1
+                if self.sack_ok:
+                    self.ack_flush = 1
             else:
                 # A coalesced (GRO) segment counts for the full-sized segments it carries.
                 self.segs_unacked += 1 if n < 2 * <uint32_t>self.cfg.mss else 2
@@ -1302,6 +1318,8 @@ cdef class Tcb:
             if self.dupacks_to_send < 64:
                 self.dupacks_to_send += 1
             self.ack_now = 1
+            if self.sack_ok:
+                self.ack_flush = 1
 
     cdef void _fin_input(self, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 eighth step: the peer's FIN, in order."""
@@ -1415,14 +1433,12 @@ cdef class Tcb:
                 rack_mark_losses_on_rto(&self.rack, &self.txq, self.snd_una, now)
             return
         cc_on_rto(&self.cc, flight, now)
-        # RFC 6675 §5.1 / RFC 6582: recovery ends; RecoveryPoint = HighData; no new recovery
-        # until it is acknowledged. SACK information is expunged (RFC 2018 §8).
+        # RFC 6582 §3.2: recovery ends; recover = the highest sequence sent; no new recovery
+        # until it is acknowledged.
         self.in_recovery = 0
         self.recover = self.snd_max
         self.dupacks = 0
         self.rexmit_head = 0
-        ranges_clear(&self.sb.sacked)
-        self.sb.high_rxt = self.snd_una
         # Go back to SND.UNA: everything after it (and the FIN) is sent again as cwnd allows.
         self.snd_nxt = self.snd_una
 
@@ -1540,6 +1556,7 @@ cdef class Tcb:
             t.ack = self.rcv_nxt
             self.last_ack_sent = self.rcv_nxt
             self.ack_now = 0
+            self.ack_flush = 0
             self.segs_unacked = 0
             self.t_delack = 0
         if self.ts_ok:
@@ -1730,9 +1747,13 @@ cdef class Tcb:
             prr_on_send(&self.prr, n + (1 if fin else 0))
         if self.undo_valid and cause != RXT_TLP:
             self.undo_retrans += 1
-            if not self.retrans_ts_set:
-                self.retrans_ts_set = 1
-                self.retrans_tsval = self._ts_now(now)
+            self.undo_rexmitted = 1
+        if not self.retrans_ts_set:
+            # Eifel (RFC 3522 §2): the TSval of the first retransmission still outstanding (a
+            # probe's too, as Linux's retrans_stamp): an ACK echoing an older one acknowledges
+            # an original transmission.
+            self.retrans_ts_set = 1
+            self.retrans_tsval = self._ts_now(now)
         if self.rtt_timing and seq_le(seq, self.rtt_seq):
             self.rtt_timing = 0           # Karn (RFC 6298 §3)
         self._arm_rtx(now)
@@ -2095,6 +2116,24 @@ cdef class Tcb:
                         timewait=self.t_timewait or None, reo=self.t_reo or None,
                         tlp=self.t_tlp or None),
         )
+
+    @property
+    def tx_records(self):
+        """The transmit records of RACK (RFC 8985 §5.2), for tests: a list of (start, end,
+        xmit_ts in us, flags) in sequence order, flags a frozenset of "sacked", "lost",
+        "retransmitted", "rxt_out", "tlp"."""
+        cdef uint32_t i
+        cdef tx_seg* seg
+        out = []
+        for i in range(self.txq.count):
+            seg = txq_at(&self.txq, i)
+            names = []
+            for bit, name in ((1, "sacked"), (2, "lost"), (4, "retransmitted"), (8, "rxt_out"),
+                              (16, "tlp")):
+                if seg.flags & bit:
+                    names.append(name)
+            out.append((seg.start, seg.end, seg.xmit_ts, frozenset(names)))
+        return out
 
     @property
     def counters(self):

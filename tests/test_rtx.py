@@ -7,6 +7,8 @@ RFC 6675 §4 text in its own inclusive terms (HighACK, HighData, HighRxt, Rescue
 bytes), which checks the module's one-past translation as well as its arithmetic.
 """
 import pytest
+
+from tcpfast._ranges import MAX as RANGES_MAX
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -400,17 +402,18 @@ def test_update_when_snd_nxt_is_not_ahead(base):
     assert sb.update(S(0), S(0), [(S(0), S(10))]) == 0
 
 
-def test_update_is_bounded_to_16_ranges(base):
+def test_update_is_bounded_to_ranges_max(base):
     S = mk(base)
     sb = Scoreboard(S(0))
-    blocks = [(S(100 * k), S(100 * k + 50)) for k in range(20)]
-    assert sb.update(S(0), S(10000), blocks[:16]) == 16 * 50
-    assert sb.update(S(0), S(10000), blocks[16:]) == 0              # refused: no slot
-    assert len(sb.sacked) == 16
+    blocks = [(S(100 * k), S(100 * k + 50)) for k in range(RANGES_MAX + 4)]
+    for k in range(0, RANGES_MAX, 4):                               # 4 blocks per ACK at most
+        assert sb.update(S(0), S(10000), blocks[k:k + 4]) == 4 * 50
+    assert sb.update(S(0), S(10000), blocks[RANGES_MAX:]) == 0      # refused: no slot
+    assert len(sb.sacked) == RANGES_MAX
     # A block that merges needs no slot and is still taken.
     assert sb.update(S(0), S(10000), [(S(50), S(60))]) == 10
     with pytest.raises(ValueError):
-        sb.update(S(0), S(10000), blocks[:17])
+        sb.update(S(0), S(10000), blocks[:RANGES_MAX + 1])
 
 
 def test_advance(base):
