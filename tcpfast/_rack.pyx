@@ -447,6 +447,8 @@ cdef class TxQueue:
     @property
     def records(self) -> list:
         """[(start, end, xmit_ts, flags)] in sequence order; flags a set of names."""
+        cdef tx_seg s
+        cdef uint32_t i
         out = []
         for i in range(self.q.count):
             s = self.q.segs[self.q.head + i]

@@ -325,7 +325,8 @@ cdef class Tcb:
     cdef void _undo_mark(self) noexcept nogil
     cdef void _undo(self, uint64_t now) noexcept nogil
     cdef void _schedule_loss_probe(self, uint64_t now) noexcept nogil
-    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, uint64_t now) noexcept nogil
+    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, bint advanced,
+                               uint64_t now) noexcept nogil
     cdef uint32_t _pipe(self) noexcept nogil
     cdef size_t _emit_rexmit(self, uint8_t* buf, size_t cap, uint32_t seq, uint32_t end,
                              uint8_t cause, uint64_t now) noexcept nogil

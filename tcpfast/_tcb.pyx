@@ -868,8 +868,14 @@ cdef class Tcb:
         if self.ts_ok and th.has_timestamps and th.tsecr:
             # Our millisecond clock when the echoed segment left (RFC 8985 §6.2 step 2 check 1).
             tsecr_ms = <uint32_t>(th.tsecr - self.ts_offset)
-        if self.sack_ok and th.sack_count:
-            dsack = self._sack_input(th, now, tsecr_ms, &sacked)
+        if self.sack_ok:
+            # Records delivered by the cumulative ACK first, then those of the SACK blocks: RFC
+            # 8985 §6.2 step 3 takes them in ascending order of end_seq (else an ordinary ACK
+            # that also SACKs would look like reordering).
+            if seq_gt(th.ack, self.snd_una):
+                was_sacked = txq_cum_ack(&self.txq, &self.rack, th.ack, now, tsecr_ms)
+            if th.sack_count:
+                dsack = self._sack_input(th, now, tsecr_ms, &sacked)
 
         # "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 <
         # SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND,
@@ -906,8 +912,6 @@ cdef class Tcb:
             self.snd_una = th.ack
             if seq_lt(self.snd_nxt, self.snd_una):
                 self.snd_nxt = self.snd_una
-            if self.sack_ok:
-                was_sacked = txq_cum_ack(&self.txq, &self.rack, self.snd_una, now, tsecr_ms)
             # RFC 6298 §3 (Karn): the timed segment yields a sample only if it was not sent again.
             # Where Karn's rule leaves us without one (retransmissions), the timestamp echoed in
             # this ACK still measures the round trip unambiguously (RFC 7323 §4.1, RTTM), with
@@ -1008,7 +1012,7 @@ cdef class Tcb:
                     self.rexmit_head = 1
                     # RFC 5681 §3.2 steps 2-3: retransmit, cwnd = ssthresh + 3*SMSS.
                     self.cc.cwnd = self.cc.ssthresh + 3 * self.smss
-        if self.sack_ok and seq_lt(self.snd_una, self.snd_max):
+        if self.sack_ok and (seq_lt(self.snd_una, self.snd_max) or dsack):
             self._rack_ack(th, prior_una, sacked, dsack, False, now)
 
     # =========================================================================================
@@ -1142,12 +1146,14 @@ cdef class Tcb:
             self.frto = 0
             rack_recovery_done(&self.rack)
 
+        if self.snd_una == self.snd_max:
+            self.t_reo = 0                # nothing left to judge
         if self.retrans_ts_set and self.txq.retrans_out == 0 and self.txq.lost_out == 0 and \
                 not self.in_recovery and not self.rto_recovery:
             self.retrans_ts_set = 0       # no retransmission outstanding any more
 
         # Tail loss probe (RFC 8985 §7.4, §7.2).
-        self._tlp_process_ack(th, dsack, now)
+        self._tlp_process_ack(th, dsack, advanced, now)
         if advanced:
             self._schedule_loss_probe(now)
 
@@ -1236,7 +1242,8 @@ cdef class Tcb:
                 pto = self.t_rtx - now
         self.t_tlp = now + pto
 
-    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, uint64_t now) noexcept nogil:
+    cdef void _tlp_process_ack(self, const tcp_repr* th, bint dsack, bint advanced,
+                               uint64_t now) noexcept nogil:
         """RFC 8985 §7.4 TLP_process_ack: was the probe's episode a loss?"""
         if not self.tlp_active or seq_lt(th.ack, self.tlp_end_seq):
             return
@@ -1250,7 +1257,7 @@ cdef class Tcb:
             self.stats.tlp_recoveries += 1
             if not self.in_recovery and not self.rto_recovery:
                 cc_on_congestion(&self.cc, self.snd_max - self.snd_una, now)
-        elif th.sack_count == 0 and th.ack == self.snd_una:
+        elif th.sack_count == 0 and not advanced:
             self.tlp_active = 0           # case 2: a duplicate ACK without SACK
 
     cdef void _set_dsack(self, uint32_t left, uint32_t right) noexcept nogil:
@@ -1448,6 +1455,16 @@ cdef class Tcb:
             self.t_timewait = 0
             self._enter_closed(0)
             return
+        if self.t_tlp and now >= self.t_tlp:
+            # RFC 8985 §7.3: send a probe if none is out and an RTT was measured since the
+            # last one (the probe re-arms the RTO when it goes); else the RTO, still armed, is
+            # the last resort. A PTO capped at the RTO's time (§7.2) goes before the RTO.
+            self.t_tlp = 0
+            if not self.tlp_active and self.tlp_rtt_seen and seq_lt(self.snd_una, self.snd_max) \
+                    and not self.in_recovery and not self.rto_recovery:
+                self.tlp_pending = 1
+                if self.t_rtx and self.t_rtx <= now:
+                    self.t_rtx = now + rtt_current_rto(&self.rtt)
         if self.t_rtx and now >= self.t_rtx:
             self.t_rtx = 0
             self._rexmit_rto(now)
@@ -1458,15 +1475,6 @@ cdef class Tcb:
             self.t_reo = 0
             self.stats.rack_reo_timeouts += 1
             self._rack_detect(now)
-        if self.t_tlp and now >= self.t_tlp:
-            # RFC 8985 §7.3: send a probe if none is out and an RTT was measured since the
-            # last one; else (and after a probe) the RTO is the last resort.
-            self.t_tlp = 0
-            if not self.tlp_active and self.tlp_rtt_seen and seq_lt(self.snd_una, self.snd_max) \
-                    and not self.in_recovery and not self.rto_recovery:
-                self.tlp_pending = 1
-            elif seq_lt(self.snd_una, self.snd_max):
-                self.t_rtx = now + rtt_current_rto(&self.rtt)
         if self.t_persist and now >= self.t_persist:
             # RFC 9293 §3.8.6.1: probe the zero window, with exponentially growing intervals.
             self.t_persist = 0
