@@ -6,23 +6,35 @@ blocks that report them, RFC 2018 §4) and the sender's SACK scoreboard (which b
 SND.UNA the peer has SACKed, RFC 6675 §3). Ranges are half-open [start, end) in 32-bit sequence
 space and always compared with the ``_seq`` helpers. At most ``RANGES_MAX`` ranges are held: a
 range that would need a new slot when all are taken is refused (the caller drops and counts),
-so a peer cannot make the set grow.
+so a peer cannot make the set grow past its bound. Storage is allocated on the first add and grows
+by doubling up to the bound; an empty set holds none.
 """
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint16_t, uint32_t
 
 cdef enum:
-    RANGES_MAX = 64
+    # The most ranges a set may hold. The out-of-order queue needs one per hole, and holes grow
+    # with the window: 25 % reordering over an auto-tuned window of a few thousand segments
+    # keeps hundreds open at once. Each costs 8 bytes of index, allocated only as needed.
+    RANGES_MAX = 2048
+    RANGES_INITIAL = 4          # slots allocated on the first add
+    RANGES_NONE = 0xFFFF        # ``recent`` when no range is the most recent
 
 ctypedef struct seq_ranges:
-    uint8_t count
-    uint8_t recent             # index of the range that the last successful add touched;
-                               # >= count (RANGES_MAX is stored) when there is none
-    uint32_t start[64]         # sorted in sequence order (seq_lt between themselves); disjoint,
-                               # not adjacent. Sound because TCP keeps every range and argument
-                               # within one window, a span < 2**31 (RFC 7323 §2.3: <= 2**30)
-    uint32_t end[64]
+    uint32_t* start            # [cap] sorted in sequence order (seq_lt between themselves);
+                               # disjoint, not adjacent. Sound because TCP keeps every range and
+                               # argument within one window, a span < 2**31 (RFC 7323 §2.3)
+    uint32_t* end              # [cap]
+    uint16_t count
+    uint16_t cap               # slots allocated (0: none yet; storage grows by doubling)
+    uint16_t limit             # at most this many ranges (0 = RANGES_MAX)
+    uint16_t recent            # index of the range that the last successful add touched;
+                               # RANGES_NONE when there is none
 
 
+# A zeroed struct is a valid empty set (no storage). ranges_init also sets the bound.
+cdef void ranges_init(seq_ranges* r, uint16_t limit) noexcept nogil
+# Free the storage (the set is empty afterwards and may be used again).
+cdef void ranges_release(seq_ranges* r) noexcept nogil
 cdef void ranges_clear(seq_ranges* r) noexcept nogil
 
 # Add [start, end); merges with every range it overlaps or touches. Returns the number of bytes

@@ -12,14 +12,15 @@ transitive. TCP guarantees this for both users: the receiver holds data only ins
 window is at most 2**30 bytes (RFC 7323 §2.3). No fixed base is needed, so a range may arrive
 below the current ``start[0]`` (out-of-order data filling a hole before the first held block)
 and the set may straddle 0xFFFFFFFF -> 0 freely. Callers outside that contract get a consistent
-but meaningless set, never a memory error: every loop is bounded by ``count <= RANGES_MAX``.
+but meaningless set, never a memory error: every loop is bounded by ``count <= cap``.
 
 ``recent`` is an index into the arrays; any value >= ``count`` means "no recent range" (we store
-``RANGES_MAX`` for that, which stays >= ``count`` however the set grows).
+``RANGES_NONE`` for that, which stays >= ``count`` however the set grows).
 
 The Python class :class:`SeqRanges` at the bottom is a thin wrapper for tests and tools.
 """
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport realloc, free
 
 from tcpfast._seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_min, seq_max
 
@@ -36,17 +37,60 @@ cdef inline void _remove(seq_ranges* r, int i, int k) noexcept nogil:
         r.start[j] = r.start[j + k]
         r.end[j] = r.end[j + k]
         j += 1
-    r.count = <uint8_t>(n - k)
+    r.count = <uint16_t>(n - k)
     if r.recent < n:
         if r.recent >= i + k:
-            r.recent = <uint8_t>(r.recent - k)
+            r.recent = <uint16_t>(r.recent - k)
         elif r.recent >= i:
-            r.recent = RANGES_MAX
+            r.recent = RANGES_NONE
+
+
+cdef void ranges_init(seq_ranges* r, uint16_t limit) noexcept nogil:
+    r.start = NULL
+    r.end = NULL
+    r.count = 0
+    r.cap = 0
+    r.limit = limit if 0 < limit <= RANGES_MAX else RANGES_MAX
+    r.recent = RANGES_NONE
+
+
+cdef void ranges_release(seq_ranges* r) noexcept nogil:
+    free(r.start)
+    free(r.end)
+    r.start = NULL
+    r.end = NULL
+    r.count = 0
+    r.cap = 0
+    r.recent = RANGES_NONE
 
 
 cdef void ranges_clear(seq_ranges* r) noexcept nogil:
     r.count = 0
-    r.recent = RANGES_MAX
+    r.recent = RANGES_NONE
+
+
+cdef bint _grow(seq_ranges* r) noexcept nogil:
+    """One more slot (doubling the storage, up to the bound); False when refused."""
+    cdef uint32_t limit = r.limit if r.limit else RANGES_MAX
+    cdef uint32_t cap
+    cdef uint32_t* p
+    if r.count < r.cap:
+        return True
+    if r.cap >= limit:
+        return False
+    cap = r.cap * 2 if r.cap else RANGES_INITIAL
+    if cap > limit:
+        cap = limit
+    p = <uint32_t*>realloc(r.start, cap * sizeof(uint32_t))
+    if p == NULL:
+        return False
+    r.start = p
+    p = <uint32_t*>realloc(r.end, cap * sizeof(uint32_t))
+    if p == NULL:
+        return False              # start keeps its larger block; cap stays: still consistent
+    r.end = p
+    r.cap = <uint16_t>cap
+    return True
 
 
 cdef long ranges_add(seq_ranges* r, uint32_t start, uint32_t end) noexcept nogil:
@@ -71,8 +115,9 @@ cdef long ranges_add(seq_ranges* r, uint32_t start, uint32_t end) noexcept nogil
     if i == j:
         # A new, separate range: it needs a slot. Refuse rather than grow or evict: the caller
         # drops the segment (receiver) or ignores the block (sender: SACK is advisory, RFC 2018
-        # §3 / RFC 6675 §4, so losing a block only costs a needless retransmission), so a peer cannot make us hold more than RANGES_MAX ranges.
-        if n >= RANGES_MAX:
+        # §3 / RFC 6675 §4, so losing a block only costs a needless retransmission), so a peer
+        # cannot make us hold more ranges than the bound.
+        if not _grow(r):
             return -1
         k = n
         while k > i:
@@ -81,8 +126,8 @@ cdef long ranges_add(seq_ranges* r, uint32_t start, uint32_t end) noexcept nogil
             k -= 1
         r.start[i] = start
         r.end[i] = end
-        r.count = <uint8_t>(n + 1)
-        r.recent = <uint8_t>i
+        r.count = <uint16_t>(n + 1)
+        r.recent = <uint16_t>i
         return <long>(<uint32_t>(end - start))
     s = seq_min(start, r.start[i])
     e = seq_max(end, r.end[j - 1])
@@ -90,7 +135,7 @@ cdef long ranges_add(seq_ranges* r, uint32_t start, uint32_t end) noexcept nogil
     r.end[i] = e
     # ``recent`` is set after the removal so the shift cannot disturb it.
     _remove(r, i + 1, j - i - 1)
-    r.recent = <uint8_t>i
+    r.recent = <uint16_t>i
     return <long>(<uint64_t>(<uint32_t>(e - s)) - held)
 
 
@@ -189,15 +234,22 @@ cdef inline uint32_t _u32(object value, str name) except? 0:
 
 
 cdef class SeqRanges:
-    """SeqRanges()
+    """SeqRanges(limit=MAX)
 
     A bounded set of disjoint half-open ranges of 32-bit sequence space; each method calls the
-    C function of the same name (``add`` is ``ranges_add`` ...). At most ``RANGES_MAX`` ranges.
+    C function of the same name (``add`` is ``ranges_add`` ...). At most ``limit`` ranges
+    (1..MAX).
     """
     cdef seq_ranges r
 
-    def __cinit__(self):
-        ranges_clear(&self.r)
+    def __cinit__(self, limit=RANGES_MAX):
+        limit = operator.index(limit)
+        if not 1 <= limit <= RANGES_MAX:
+            raise ValueError(f"limit must be in 1..{RANGES_MAX}")
+        ranges_init(&self.r, <uint16_t>limit)
+
+    def __dealloc__(self):
+        ranges_release(&self.r)
 
     def clear(self) -> None:
         ranges_clear(&self.r)
@@ -242,6 +294,10 @@ cdef class SeqRanges:
             m = RANGES_MAX
         n = ranges_sack_blocks(&self.r, left, right, m)
         return [(left[i], right[i]) for i in range(n)]
+
+    @property
+    def limit(self) -> int:
+        return self.r.limit
 
     def as_list(self) -> list:
         """as_list() -> list[tuple[int, int]]: the ranges in sequence order."""

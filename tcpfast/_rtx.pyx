@@ -23,7 +23,7 @@ for tests and tools; they call the same C functions.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 
 from tcpfast._seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_sub, seq_min, seq_max
-from tcpfast._ranges cimport (seq_ranges, ranges_clear, ranges_add, ranges_trim_below,
+from tcpfast._ranges cimport (seq_ranges, ranges_clear, ranges_release, ranges_add, ranges_trim_below,
                               ranges_bytes_above, ranges_count_above, ranges_highest, RANGES_MAX)
 
 import operator
@@ -409,6 +409,9 @@ cdef class Scoreboard:
     RFC 6675 scoreboard over a ``scoreboard`` struct; ``high_rxt`` and ``rescue_rxt`` are one
     past the RFC's HighRxt / RescueRxt (see the module docstring)."""
     cdef scoreboard sb
+
+    def __dealloc__(self):
+        ranges_release(&self.sb.sacked)
 
     def __init__(self, snd_una):
         sb_init(&self.sb, _u32(snd_una, "snd_una"))

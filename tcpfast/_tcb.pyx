@@ -22,7 +22,7 @@ from tcpfast._wire cimport (ip_repr, tcp_repr, pkt_repr, wire_reason, WIRE_OK, p
 from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_write_at,
                             ring_read_at, ring_consume, ring_commit, ring_space, ring_reserve,
                             ring_set_capacity)
-from tcpfast._ranges cimport (ranges_clear, ranges_add, ranges_trim_below, ranges_pop_at,
+from tcpfast._ranges cimport (ranges_clear, ranges_release, ranges_add, ranges_trim_below, ranges_pop_at,
                               ranges_covers, ranges_sack_blocks)
 from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
                            DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US, RTO_MAX_US)
@@ -149,6 +149,7 @@ cdef class Tcb:
         ring_release(&self.sndbuf, True)
         ring_release(&self.rcvbuf, True)
         txq_release(&self.txq)
+        ranges_release(&self.ooo)
 
     # =========================================================================================
     # Set-up
@@ -1362,6 +1363,7 @@ cdef class Tcb:
         self.t_reo = self.t_tlp = 0
         self.syn_pending = self.probe_pending = self.keepalive_pending = self.tlp_pending = 0
         txq_release(&self.txq)
+        ranges_release(&self.ooo)         # nothing more will arrive to fill a hole
         self.ack_now = 0
         if err or self.rst_pending:
             # "All segment queues should be flushed" (RFC 9293 §3.10.7.4 RST, §3.10.5 ABORT).
@@ -1379,6 +1381,7 @@ cdef class Tcb:
         self.t_reo = self.t_tlp = 0
         self.tlp_pending = 0
         txq_release(&self.txq)
+        ranges_release(&self.ooo)
         self.t_timewait = now + 2 * self.cfg.msl
         ring_release(&self.sndbuf, True)
 

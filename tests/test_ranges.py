@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from tcpfast._ranges import MAX, SeqRanges
 
+LIMIT = 16              # the bound of the sets these tests make (SeqRanges(LIMIT))
+
 M = 1 << 32
 TOP = M - 1
 
@@ -34,14 +36,24 @@ def offs(base, pairs):
 
 # --- add: merging --------------------------------------------------------------------------------
 
-def test_max_is_64():
-    # 64 out-of-order blocks: 25 % reordering over a window of a few hundred segments keeps a few
-    # dozen holes open at once (tests/test_loss_recovery.py); 16 made the receiver drop data.
-    assert MAX == 64
+def test_bound_and_lazy_storage():
+    # The C bound: 25 % reordering over an auto-tuned window keeps hundreds of holes open at
+    # once (tests/test_loss_recovery.py); a fixed 16 made the receiver drop data. The tests
+    # below use a small LIMIT so that the bound is quick to reach; the code is the same.
+    assert MAX == 2048
+    r = SeqRanges()
+    assert r.limit == MAX
+    for k in range(MAX):
+        assert r.add(3 * k, 3 * k + 1) == 1
+    assert r.add(3 * MAX, 3 * MAX + 1) == -1 and len(r) == MAX
+    with pytest.raises(ValueError):
+        SeqRanges(MAX + 1)
+    with pytest.raises(ValueError):
+        SeqRanges(0)
 
 
 def test_empty_set(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     assert len(r) == 0 and r.as_list() == [] and r.highest() is None and r.recent is None
     assert r.sack_blocks(4) == []
     assert r.bytes_above(S(0)) == 0 and r.count_above(S(0)) == 0
@@ -50,7 +62,7 @@ def test_empty_set(S):
 
 
 def test_add_disjoint_keeps_sequence_order(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     assert r.add(S(30), S(40)) == 10
     assert r.add(S(10), S(20)) == 10           # below start[0]
     assert r.add(S(50), S(55)) == 5
@@ -59,7 +71,7 @@ def test_add_disjoint_keeps_sequence_order(S):
 
 
 def test_add_straddling_the_wrap():
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     assert r.add(0xFFFFFFF0, 0x10) == 0x20
     assert r.as_list() == [(0xFFFFFFF0, 0x10)]
     assert r.add(0xFFFFFF00, 0xFFFFFF10) == 0x10   # before it, on the high side
@@ -74,7 +86,7 @@ def test_add_straddling_the_wrap():
 
 
 def test_add_merges_overlap_and_reports_only_new_bytes(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(10), S(20))
     assert r.add(S(15), S(25)) == 5
     assert r.as_list() == [(S(10), S(25))]
@@ -85,7 +97,7 @@ def test_add_merges_overlap_and_reports_only_new_bytes(S):
 
 
 def test_add_merges_adjacent_on_both_sides(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(10), S(20))
     assert r.add(S(20), S(30)) == 10               # touches the end
     assert r.as_list() == [(S(10), S(30))]
@@ -95,7 +107,7 @@ def test_add_merges_adjacent_on_both_sides(S):
 
 
 def test_add_bridges_several_ranges(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     for a in (0, 10, 20, 30):
         r.add(S(a), S(a + 5))
     assert len(r) == 4
@@ -106,7 +118,7 @@ def test_add_bridges_several_ranges(S):
 
 
 def test_add_already_covered_returns_0_and_marks_recent(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(0), S(10))
     r.add(S(20), S(30))
     assert r.recent == (S(20), S(30))
@@ -116,7 +128,7 @@ def test_add_already_covered_returns_0_and_marks_recent(S):
 
 
 def test_add_empty_or_inverted_changes_nothing(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(0), S(10))
     r.add(S(20), S(30))
     assert r.add(S(50), S(50)) == 0
@@ -129,10 +141,10 @@ def test_add_empty_or_inverted_changes_nothing(S):
 # --- the 64-range bound ------------------------------------------------------------------------------
 
 def full(S):
-    r = SeqRanges()
-    for k in range(MAX):
+    r = SeqRanges(LIMIT)
+    for k in range(LIMIT):
         assert r.add(S(10 * k), S(10 * k + 5)) == 5
-    assert len(r) == MAX
+    assert len(r) == LIMIT
     return r
 
 
@@ -140,29 +152,29 @@ def test_one_more_separate_range_is_refused(S):
     r = full(S)
     before = r.as_list()
     rec = r.recent
-    assert r.add(S(10 * MAX + 40), S(10 * MAX + 50)) == -1   # after all
+    assert r.add(S(10 * LIMIT + 40), S(10 * LIMIT + 50)) == -1   # after all
     assert r.add(S(7), S(8)) == -1                 # in a gap
     assert r.add(S(M - 10), S(M - 5)) == -1         # before all (offsets near -10)
-    assert r.as_list() == before and r.recent == rec and len(r) == MAX
+    assert r.as_list() == before and r.recent == rec and len(r) == LIMIT
 
 
 def test_when_full_merges_still_work(S):
     r = full(S)
-    last = 10 * (MAX - 1)
+    last = 10 * (LIMIT - 1)
     assert r.add(S(5), S(7)) == 2                  # touches range 0: no new slot needed
     assert r.add(S(last + 5), S(last + 10)) == 5   # touches the last one
-    assert len(r) == MAX
+    assert len(r) == LIMIT
     assert r.add(S(7), S(10)) == 3                 # closes the gap: two ranges become one
-    assert len(r) == MAX - 1
-    assert r.add(S(10 * MAX + 100), S(10 * MAX + 101)) == 1   # a slot is free again
-    assert len(r) == MAX
-    assert r.add(S(10 * MAX + 200), S(10 * MAX + 201)) == -1
+    assert len(r) == LIMIT - 1
+    assert r.add(S(10 * LIMIT + 100), S(10 * LIMIT + 101)) == 1   # a slot is free again
+    assert len(r) == LIMIT
+    assert r.add(S(10 * LIMIT + 200), S(10 * LIMIT + 201)) == -1
 
 
 # --- trim_below / pop_at ----------------------------------------------------------------------------
 
 def test_trim_below_drops_and_cuts(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     for a in (0, 10, 20):
         r.add(S(a), S(a + 5))
     r.trim_below(S(3))
@@ -178,7 +190,7 @@ def test_trim_below_drops_and_cuts(S):
 
 
 def test_trim_below_keeps_recent_on_its_range(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(20), S(30))
     r.add(S(0), S(10))
     r.add(S(40), S(50))
@@ -192,7 +204,7 @@ def test_trim_below_keeps_recent_on_its_range(S):
 
 
 def test_pop_at(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(10), S(20))
     r.add(S(30), S(40))
     r.add(S(50), S(60))
@@ -211,7 +223,7 @@ def test_pop_at(S):
 def test_receiver_delivery_across_the_wrap():
     # RCV.NXT = 0xFFFFFFF0; out-of-order data [0x0, 0x10) and [0x20, 0x30) is held. A segment
     # [0xFFFFFFF0, 0x8) arrives: RCV.NXT moves to 0x8, trims, and pops to the end of held data.
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(0x20, 0x30)
     r.add(0x0, 0x10)
     rcv_nxt = 0x8
@@ -225,7 +237,7 @@ def test_receiver_delivery_across_the_wrap():
 # --- queries -----------------------------------------------------------------------------------
 
 def test_covers(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(10), S(20))
     r.add(S(30), S(40))
     assert r.covers(S(10), S(20)) and r.covers(S(12), S(13)) and r.covers(S(30), S(40))
@@ -236,7 +248,7 @@ def test_covers(S):
 
 
 def test_bytes_and_count_above(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(10), S(20))
     r.add(S(30), S(40))
     assert r.bytes_above(S(0)) == 20 and r.count_above(S(0)) == 2
@@ -250,7 +262,7 @@ def test_bytes_and_count_above(S):
 # --- SACK blocks (RFC 2018 §4) ---------------------------------------------------------------------
 
 def test_sack_blocks_recent_first_then_highest_down(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     for a in (0, 10, 20, 30, 40):
         r.add(S(a), S(a + 5))
     r.add(S(12), S(13))                              # recent: [10, 15)
@@ -264,14 +276,14 @@ def test_sack_blocks_recent_first_then_highest_down(S):
 
 
 def test_sack_blocks_when_recent_is_highest_has_no_duplicate(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(0), S(5))
     r.add(S(10), S(15))
     assert r.sack_blocks(4) == [(S(10), S(15)), (S(0), S(5))]
 
 
 def test_sack_blocks_follow_a_merge(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(0), S(5))
     r.add(S(10), S(15))
     r.add(S(20), S(25))
@@ -280,7 +292,7 @@ def test_sack_blocks_follow_a_merge(S):
 
 
 def test_clear(S):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     r.add(S(0), S(5))
     r.clear()
     assert r.as_list() == [] and r.recent is None
@@ -290,7 +302,7 @@ def test_clear(S):
 
 @pytest.mark.parametrize("bad", [-1, M, 1 << 40])
 def test_out_of_range_arguments(bad):
-    r = SeqRanges()
+    r = SeqRanges(LIMIT)
     with pytest.raises(ValueError):
         r.add(bad, 5)
     with pytest.raises(ValueError):
@@ -301,12 +313,12 @@ def test_out_of_range_arguments(bad):
 
 def test_non_integer_arguments():
     with pytest.raises(TypeError):
-        SeqRanges().add(1.0, 2)
+        SeqRanges(LIMIT).add(1.0, 2)
 
 
 # --- hypothesis: against a model over a small window near the wrap ---------------------------------
 
-W = 2 * MAX + 26  # window of offsets; > 2 * MAX so the bound is reachable
+W = 2 * LIMIT + 26  # window of offsets; > 2 * LIMIT so the bound is reachable
 
 
 def runs(held):
@@ -330,7 +342,7 @@ class Model:
             return 0
         new = self.held | set(range(a, b))
         rs = runs(new)
-        if len(rs) > MAX:
+        if len(rs) > LIMIT:
             return -1
         gained = len(new) - len(self.held)
         self.held = new
@@ -359,7 +371,7 @@ class Model:
 
 
 off = st.integers(0, W)
-# Mostly one-byte adds at even offsets, so the set fragments and the MAX-range bound is reached
+# Mostly one-byte adds at even offsets, so the set fragments and the LIMIT-range bound is reached
 # in a good share of the examples; then short and long (possibly inverted) adds, trims and pops.
 dot = st.tuples(st.just("add"), st.integers(0, W // 2).map(lambda k: 2 * k), st.just(1))
 ops = st.lists(
@@ -372,10 +384,10 @@ ops = st.lists(
     ),
     max_size=100,
 )
-# A prefill of n one-byte ranges at distinct even offsets, n up to MAX + 14: often past the bound.
-prefill = st.integers(0, MAX + 14).flatmap(
+# A prefill of n one-byte ranges at distinct even offsets, n up to LIMIT + 14: often past the bound.
+prefill = st.integers(0, LIMIT + 14).flatmap(
     lambda n: st.lists(st.integers(0, W // 2), min_size=n, max_size=n, unique=True))
-queries = st.lists(st.tuples(off, off, st.integers(-1, MAX + 1)), min_size=1, max_size=8)
+queries = st.lists(st.tuples(off, off, st.integers(-1, LIMIT + 1)), min_size=1, max_size=8)
 bases = st.one_of(st.sampled_from([M - W // 2, M - 1, 0, M - W, (1 << 31) - 5]),
                   st.integers(0, TOP))
 
@@ -383,7 +395,7 @@ bases = st.one_of(st.sampled_from([M - W // 2, M - 1, 0, M - W, (1 << 31) - 5]),
 def check_same(r, m, seq, qs):
     rs = runs(m.held)
     assert r.as_list() == [(seq(a), seq(b)) for a, b in rs]
-    assert len(r) == len(rs) <= MAX
+    assert len(r) == len(rs) <= LIMIT
     assert r.recent == (None if m.recent is None else (seq(m.recent[0]), seq(m.recent[1])))
     assert r.highest() == (seq(rs[-1][1]) if rs else None)
     for a, b, k in qs:
@@ -391,14 +403,14 @@ def check_same(r, m, seq, qs):
         assert r.covers(seq(lo), seq(hi)) == all(o in m.held for o in range(lo, hi))
         assert r.bytes_above(seq(a)) == sum(1 for o in m.held if o >= a)
         assert r.count_above(seq(a)) == sum(1 for s, _ in rs if s >= a)
-        assert r.sack_blocks(k) == [(seq(x), seq(y)) for x, y in m.sack_blocks(min(k, MAX))]
+        assert r.sack_blocks(k) == [(seq(x), seq(y)) for x, y in m.sack_blocks(min(k, LIMIT))]
 
 
 @settings(max_examples=400, deadline=None)
 @given(bases, prefill, ops, queries)
 def test_matches_model(base, pre, oplist, qs):
     seq = at(base)
-    r, m = SeqRanges(), Model()
+    r, m = SeqRanges(LIMIT), Model()
     for op, x, y in [("add", 2 * k, 1) for k in pre] + oplist:
         if op == "add":
             a, b = x, min(x + y, W + 4) if y <= 4 else y    # y > 4: an arbitrary end (maybe inverted)
@@ -414,12 +426,12 @@ def test_matches_model(base, pre, oplist, qs):
 
 
 def test_model_run_reaches_the_bound():
-    """The property test above can fail on the bound: a fixed run through it fills MAX slots and
+    """The property test above can fail on the bound: a fixed run through it fills LIMIT slots and
     is refused, so the -1 branch of the comparison is certainly taken."""
     seq = at(M - 40)
-    r, m = SeqRanges(), Model()
-    for k in range(MAX + 1):
+    r, m = SeqRanges(LIMIT), Model()
+    for k in range(LIMIT + 1):
         assert r.add(seq(2 * k), seq(2 * k + 1)) == m.add(2 * k, 2 * k + 1)
-    assert m.add(2 * MAX + 20, 2 * MAX + 21) == -1 and \
-        r.add(seq(2 * MAX + 20), seq(2 * MAX + 21)) == -1
+    assert m.add(2 * LIMIT + 20, 2 * LIMIT + 21) == -1 and \
+        r.add(seq(2 * LIMIT + 20), seq(2 * LIMIT + 21)) == -1
     check_same(r, m, seq, [(0, 50, 4)])
