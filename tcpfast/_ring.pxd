@@ -41,6 +41,10 @@ ctypedef struct ring:
     uint32_t size                  # storage allocated (0 while data is NULL); size <= cap
     uint32_t head                  # index of the first byte
     uint32_t used                  # bytes from head
+    uint8_t soft                   # may take from the pool only up to its pressure mark (send
+                                   # rings: the last quarter is kept for receive rings, so that
+                                   # data in flight can always be received, acknowledged and so
+                                   # freed: no deadlock of senders holding all the memory)
 
 # A new pool (refs = 1), NULL when out of memory; unref frees it with the last reference.
 cdef mem_pool* mem_pool_new(int64_t limit) noexcept nogil
@@ -48,8 +52,10 @@ cdef void mem_pool_ref(mem_pool* p) noexcept nogil
 cdef void mem_pool_unref(mem_pool* p) noexcept nogil
 # Is the pool past its pressure mark (3/4 of the limit)? (NULL: never.)
 cdef bint mem_pool_pressure(const mem_pool* p) noexcept nogil
-# Could ``n`` more bytes be allocated now?
-cdef bint mem_pool_can(const mem_pool* p, int64_t n) noexcept nogil
+# Is it past half its limit, where connections give back the storage of rings they emptied?
+cdef bint mem_pool_reclaim(const mem_pool* p) noexcept nogil
+# Could ``n`` more bytes be allocated now (for a soft ring: below the pressure mark)?
+cdef bint mem_pool_can(const mem_pool* p, int64_t n, bint soft) noexcept nogil
 
 # Set the bound and forget the contents (the storage, if any, is kept; the pool is not changed).
 cdef void ring_init(ring* r, uint32_t cap) noexcept nogil
@@ -89,3 +95,9 @@ cdef void ring_commit(ring* r, uint32_t n) noexcept nogil
 # the engine's stats.
 cdef class MemPool:
     cdef mem_pool* p
+
+
+# The C ring as a Python object, for tests (a model-based test checks every byte's place).
+cdef class Ring:
+    cdef ring r
+    cdef object pool_obj

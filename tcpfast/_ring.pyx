@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Bounded byte ring buffers with storage that grows on demand, charged to a pool (see
 ``_ring.pxd``)."""
-from libc.stdint cimport uint8_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy
 
@@ -60,16 +60,21 @@ cdef bint mem_pool_pressure(const mem_pool* p) noexcept nogil:
     return p != NULL and tcpf_atomic_load64(&p.allocated) > _mark(p)
 
 
-cdef bint mem_pool_can(const mem_pool* p, int64_t n) noexcept nogil:
-    return p == NULL or tcpf_atomic_load64(&p.allocated) + n <= p.limit
+cdef bint mem_pool_reclaim(const mem_pool* p) noexcept nogil:
+    return p != NULL and tcpf_atomic_load64(&p.allocated) > p.limit // 2
 
 
-cdef bint _charge(mem_pool* p, int64_t n) noexcept nogil:
-    """Take ``n`` bytes from the pool: refused (False) if that would pass its limit."""
+cdef bint mem_pool_can(const mem_pool* p, int64_t n, bint soft) noexcept nogil:
+    return p == NULL or tcpf_atomic_load64(&p.allocated) + n <= (_mark(p) if soft else p.limit)
+
+
+cdef bint _charge(mem_pool* p, int64_t n, bint soft) noexcept nogil:
+    """Take ``n`` bytes from the pool: refused (False) if that would pass its limit (its
+    pressure mark for a ``soft`` ring)."""
     cdef int64_t old = 0, new
     if p == NULL or n <= 0:
         return True
-    if not tcpf_pool_charge(&p.allocated, p.limit, n, &old):
+    if not tcpf_pool_charge(&p.allocated, _mark(p) if soft else p.limit, n, &old):
         p.refused += 1
         return False
     new = old + n
@@ -109,10 +114,10 @@ cdef int ring_grow(ring* r, uint32_t need) noexcept nogil:
         size *= 2
     if size > r.cap or size < need:
         size = r.cap
-    if not _charge(r.pool, <int64_t>size - old):
+    if not _charge(r.pool, <int64_t>size - old, r.soft):
         # The pool cannot pay for the doubling: try exactly what is needed.
         size = need
-        if not _charge(r.pool, <int64_t>size - old):
+        if not _charge(r.pool, <int64_t>size - old, r.soft):
             return -1
     data = <uint8_t*>malloc(size)
     if data == NULL:
@@ -177,10 +182,11 @@ cdef uint32_t ring_append(ring* r, const uint8_t* src, uint32_t n) noexcept nogi
     if n == 0:
         return 0
     if r.used + n > r.size and ring_grow(r, r.used + n) != 0:
-        # Not all of it: take what the storage already holds (or can grow to by itself).
-        if r.data == NULL and ring_reserve(r) != 0:
-            return 0
-        n = r.size - r.used if r.size > r.used else 0
+        # Not all of it: as much as the pool still allows (one RING_MIN more), then what the
+        # storage holds.
+        ring_grow(r, r.size + RING_MIN)
+        if r.used + n > r.size:
+            n = r.size - r.used if r.size > r.used else 0
         if n == 0:
             return 0
     _copy_in(r, r.head + r.used, src, n)
@@ -278,3 +284,68 @@ cdef class MemPool:
     def __repr__(self):
         return (f"MemPool(limit={self.p.limit}, allocated={self.allocated}, peak={self.p.peak}, "
                 f"refused={self.p.refused}, pressure_events={self.p.pressure_events})")
+
+
+cdef class Ring:
+    """Ring(cap, pool=None, soft=False): one ring, driven from Python (tests only)."""
+
+    def __cinit__(self, uint32_t cap, MemPool pool=None, bint soft=False):
+        ring_init(&self.r, cap)
+        self.pool_obj = pool
+        if pool is not None:
+            self.r.pool = pool.p
+        self.r.soft = soft
+
+    def __dealloc__(self):
+        ring_release(&self.r, True)       # before the pool object goes (it is still referenced)
+
+    def append(self, const uint8_t[::1] data not None):
+        return ring_append(&self.r, &data[0] if data.shape[0] else NULL, <uint32_t>data.shape[0])
+
+    def write_at(self, uint32_t off, const uint8_t[::1] data not None):
+        if off + <uint64_t>data.shape[0] > self.r.cap:
+            raise ValueError("beyond the bound")
+        return ring_write_at(&self.r, off, &data[0] if data.shape[0] else NULL,
+                             <uint32_t>data.shape[0]) == 0
+
+    def read_at(self, uint32_t off, uint32_t n):
+        if off + <uint64_t>n > self.r.size:
+            raise ValueError("beyond the storage")
+        out = bytearray(n)
+        cdef uint8_t[::1] o = out
+        if n:
+            ring_read_at(&self.r, off, &o[0], n)
+        return bytes(out)
+
+    def consume(self, uint32_t n):
+        ring_consume(&self.r, n)
+
+    def commit(self, uint32_t n):
+        if self.r.used + <uint64_t>n > self.r.size:
+            raise ValueError("beyond the storage")
+        ring_commit(&self.r, n)
+
+    def grow(self, uint32_t need):
+        return ring_grow(&self.r, need) == 0
+
+    def set_capacity(self, uint32_t cap):
+        return ring_set_capacity(&self.r, cap) == 0
+
+    def release(self, bint force=False):
+        ring_release(&self.r, force)
+
+    @property
+    def cap(self):
+        return self.r.cap
+
+    @property
+    def size(self):
+        return self.r.size
+
+    @property
+    def used(self):
+        return self.r.used
+
+    @property
+    def head(self):
+        return self.r.head

@@ -21,7 +21,8 @@ from tcpfast._wire cimport (ip_repr, tcp_repr, pkt_repr, wire_reason, WIRE_OK, p
 from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_write_at,
                             ring_read_at, ring_consume, ring_commit, ring_space, ring_reserve,
                             ring_set_capacity, ring_grow, ring_room, mem_pool, mem_pool_ref,
-                            mem_pool_unref, mem_pool_pressure, mem_pool_can, MemPool, RING_MIN)
+                            mem_pool_unref, mem_pool_pressure, mem_pool_can, mem_pool_reclaim,
+                            MemPool, RING_MIN)
 from tcpfast._ranges cimport (ranges_clear, ranges_add, ranges_trim_below, ranges_pop_at,
                               ranges_covers, ranges_sack_blocks, ranges_highest)
 from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
@@ -345,8 +346,8 @@ cdef class Tcb:
         """Bytes user_send would take now: the free space below the bound, or, when the stack's
         buffer memory is exhausted, only the room in the storage this connection already has."""
         cdef uint32_t space = ring_space(&self.sndbuf), room = ring_room(&self.sndbuf)
-        if space > room and not mem_pool_can(self.sndbuf.pool, RING_MIN):
-            return room
+        if space > room and not mem_pool_can(self.sndbuf.pool, RING_MIN, True):
+            return room                   # send rings do not grow past the pressure mark
         return space
 
     cdef void set_mem_pool(self, mem_pool* pool) noexcept nogil:
@@ -357,6 +358,7 @@ cdef class Tcb:
             return
         mem_pool_ref(pool)
         self.sndbuf.pool = self.rcvbuf.pool = pool
+        self.sndbuf.soft = 1              # see _ring.pxd: the pool's last quarter is for receiving
         mem_pool_unref(old)
 
     cdef uint32_t recv_available(self) noexcept nogil:
@@ -431,8 +433,11 @@ cdef class Tcb:
         self._rcv_space_adjust(now)
         space = self._rcv_space()
         limit = self.cfg.rcvbuf // 2
-        if self.rcvbuf.used == 0 and self.ooo.count == 0 and mem_pool_pressure(self.rcvbuf.pool):
-            ring_release(&self.rcvbuf, False)   # memory pressure: give an empty ring back
+        if self.rcvbuf.used == 0 and self.ooo.count == 0 and \
+                (self.rcv_fin or mem_pool_reclaim(self.rcvbuf.pool)):
+            # Give an emptied ring's storage back: for good after the peer's FIN, or while the
+            # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
+            ring_release(&self.rcvbuf, False)
         if self.rcvbuf.used == 0:
             self.events &= ~EV_READABLE
             if self.rcv_fin:
@@ -506,7 +511,9 @@ cdef class Tcb:
         receiver RTT, see how much the application read during it; if more than in the last one,
         let the window grow to twice that (the sender's cwnd may double in slow start while its
         data is in flight), plus what is held beyond a hole, plus extra in proportion to the
-        growth, up to the ceiling. The buffer never shrinks. Memory is only the bound here: the
+        growth, up to the ceiling. Unlike Linux, that extra is given only once twice the read
+        amount exceeds the buffer: an application that reads less than half the buffer per round
+        trip (a slow reader) never makes it grow, however small the first estimate was. The buffer never shrinks. Memory is only the bound here: the
         ring's storage grows when data lands there (_rcvbuf_reserve)."""
         cdef uint32_t copied_seq = self.rcv_nxt - self.rcvbuf.used - (1 if self.rcv_fin else 0)
         cdef uint32_t copied, ceiling
@@ -528,8 +535,12 @@ cdef class Tcb:
                 rcvwin = 2 * <uint64_t>copied + 16 * <uint64_t>self.cfg.mss
                 if self.ooo.count:
                     rcvwin += ranges_highest(&self.ooo) - self.rcv_nxt
-                grow = rcvwin * (copied - self.rcvq_space) // (self.rcvq_space if self.rcvq_space else 1)
-                rcvwin += 2 * grow
+                if rcvwin > self.cfg.rcvbuf:
+                    # The sender outgrows the buffer: allow for its growth (slow start) during
+                    # the next round trips, in proportion to this one's (Linux's "grow").
+                    grow = rcvwin * (copied - self.rcvq_space) // \
+                        (self.rcvq_space if self.rcvq_space else 1)
+                    rcvwin += 2 * grow
                 if rcvwin > ceiling:
                     rcvwin = ceiling
                 if rcvwin > self.cfg.rcvbuf:
@@ -548,9 +559,11 @@ cdef class Tcb:
         SO_SNDBUF was set, nor under memory pressure (then an emptied ring is given back)."""
         cdef uint64_t segs, target
         cdef uint32_t flight = self.snd_max - self.snd_una
+        if self.sndbuf.used == 0 and (self.fin_acked or mem_pool_reclaim(self.sndbuf.pool)):
+            # All acknowledged: give the storage back for good after our FIN, or while the
+            # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
+            ring_release(&self.sndbuf, False)
         if mem_pool_pressure(self.sndbuf.pool):
-            if self.sndbuf.used == 0:
-                ring_release(&self.sndbuf, False)
             return
         if not self.snd_full or self.cfg.sndbuf_lock:
             return
@@ -1162,6 +1175,8 @@ cdef class Tcb:
 
     cdef void _fin_input(self, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 eighth step: the peer's FIN, in order."""
+        if self.rcvbuf.used == 0:
+            ring_release(&self.rcvbuf, False)   # nothing more will arrive: no storage needed
         self.rcv_nxt += 1
         self.rcv_fin = 1
         self.ack_now = 1
