@@ -1575,7 +1575,12 @@ cdef class Engine:
                                      send_queue=info["send_queue"], recv_queue=info["recv_queue"],
                                      cwnd=info["cwnd"],
                                      srtt=info["srtt"] / 1e6 if info["srtt"] is not None else None,
-                                     rto=info["rto"] / 1e6))
+                                     rto=info["rto"] / 1e6,
+                                     # buffers, as ss -m: sizes (auto-tuned unless locked) and
+                                     # the storage allocated now
+                                     rcvbuf=info["rcvbuf"], sndbuf=info["sndbuf"],
+                                     rmem_alloc=info["rcvbuf_alloc"],
+                                     wmem_alloc=info["sndbuf_alloc"]))
                     p = t.eng_hash_next
         finally:
             self._unlock()
