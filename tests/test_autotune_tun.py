@@ -85,7 +85,7 @@ def test_so_rcvbuf_and_so_sndbuf_lock_the_sizes(make_stack):
     at twice the value (socket(7)); getsockopt answers as before; without them the connection
     starts at the default and may grow."""
     stack = make_stack()
-    for rcv, snd in ((None, None), (65536, 98304)):
+    for port, rcv, snd in ((5202, None, None), (5203, 65536, 98304)):
         lst = stack.socket(socket.AF_INET, socket.SOCK_STREAM)
         lst.settimeout(IO_TIMEOUT)
         if rcv:
@@ -93,11 +93,11 @@ def test_so_rcvbuf_and_so_sndbuf_lock_the_sizes(make_stack):
             lst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, snd)
             assert lst.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * rcv
             assert lst.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * snd
-        lst.bind((STACK_IP, 5202))
+        lst.bind((STACK_IP, port))
         lst.listen(1)
         k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         k.settimeout(IO_TIMEOUT)
-        k.connect((STACK_IP, 5202))
+        k.connect((STACK_IP, port))
         t, _ = lst.accept()
         t.settimeout(IO_TIMEOUT)
         data = _payload(7, 8 * MiB)
