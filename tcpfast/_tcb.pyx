@@ -535,6 +535,8 @@ cdef class Tcb:
                 rcvwin = 2 * <uint64_t>copied + 16 * <uint64_t>self.cfg.mss
                 if self.ooo.count:
                     rcvwin += ranges_highest(&self.ooo) - self.rcv_nxt
+                if rcvwin > ceiling:
+                    rcvwin = ceiling              # (< 2**31: the product below cannot overflow)
                 if rcvwin > self.cfg.rcvbuf:
                     # The sender outgrows the buffer: allow for its growth (slow start) during
                     # the next round trips, in proportion to this one's (Linux's "grow").
