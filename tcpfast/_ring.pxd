@@ -30,7 +30,7 @@ ctypedef struct mem_pool:
     int64_t allocated              # bytes of ring storage now allocated
     int64_t peak                   # the most ever allocated at once
     uint64_t refused               # growths refused at the limit
-    uint64_t pressure_events       # times the pool went over its pressure mark (3/4 of the limit)
+    uint64_t pressure_events       # times the pool reached its pressure mark (3/4 of the limit)
     uint8_t freed                  # storage was given back since the engine last looked
     int refs
 
@@ -50,7 +50,7 @@ ctypedef struct ring:
 cdef mem_pool* mem_pool_new(int64_t limit) noexcept nogil
 cdef void mem_pool_ref(mem_pool* p) noexcept nogil
 cdef void mem_pool_unref(mem_pool* p) noexcept nogil
-# Is the pool past its pressure mark (3/4 of the limit)? (NULL: never.)
+# Has the pool reached its pressure mark (3/4 of the limit)? (NULL: never.)
 cdef bint mem_pool_pressure(const mem_pool* p) noexcept nogil
 # Is it past half its limit, where connections give back the storage of rings they emptied?
 cdef bint mem_pool_reclaim(const mem_pool* p) noexcept nogil

@@ -57,7 +57,7 @@ cdef inline int64_t _mark(const mem_pool* p) noexcept nogil:
 
 
 cdef bint mem_pool_pressure(const mem_pool* p) noexcept nogil:
-    return p != NULL and tcpf_atomic_load64(&p.allocated) > _mark(p)
+    return p != NULL and tcpf_atomic_load64(&p.allocated) >= _mark(p)
 
 
 cdef bint mem_pool_reclaim(const mem_pool* p) noexcept nogil:
@@ -78,7 +78,7 @@ cdef bint _charge(mem_pool* p, int64_t n, bint soft) noexcept nogil:
         p.refused += 1
         return False
     new = old + n
-    if old <= _mark(p) < new:
+    if old < _mark(p) <= new:
         p.pressure_events += 1
     if new > p.peak:
         p.peak = new

@@ -115,3 +115,54 @@ def test_so_rcvbuf_and_so_sndbuf_lock_the_sizes(make_stack):
         assert row["rmem_alloc"] <= row["rcvbuf"] + 128 and row["wmem_alloc"] <= row["sndbuf"]
         for s in (k, t, lst):
             s.close()
+
+
+def test_senders_wait_for_memory_and_are_woken_when_it_comes_back(make_stack):
+    """Sixteen tcpfast senders, 1 MiB each, under a 512 KiB limit, to kernel receivers that read
+    only later. Send buffers stop at the pressure mark (3/4 of the limit), so most senders find
+    no memory at all and block; as the first ones finish and give their buffers back, the stack
+    wakes the waiting writers. Every byte arrives intact and the limit holds throughout."""
+    limit = 512 * 1024
+    n, size = 16, 1 * MiB
+    stack = make_stack(mem_limit=limit)
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("198.18.0.1", 0))
+    lst.listen(n)
+    lst.settimeout(IO_TIMEOUT)
+    clients, peers = [], []
+    for _ in range(n):
+        t = stack.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.settimeout(IO_TIMEOUT)
+        t.connect(lst.getsockname())
+        k, _ = lst.accept()
+        k.settimeout(IO_TIMEOUT)
+        clients.append(t)
+        peers.append(k)
+
+    def send(i):
+        clients[i].sendall(_payload(i, size))
+        clients[i].shutdown(socket.SHUT_WR)
+
+    senders = [netns.start(send, i) for i in range(n)]
+    time.sleep(1.0)
+    st = stack.stats()
+    assert st["mem_allocated"] <= limit and st["mem_peak"] <= limit
+    assert st["mem_refused"] > 0 and st["mem_pressure_events"] > 0, st
+    got = [None] * n
+
+    def reader(i):
+        got[i] = recv_exactly(peers[i], size)
+        assert peers[i].recv(1) == b""
+
+    readers = [netns.start(reader, i) for i in range(n)]
+    for w in readers + senders:
+        w.result(120)
+    for i in range(n):
+        assert got[i] == _payload(i, size), i
+    st = stack.stats()
+    print(f"\nlimit {limit}: peak {st['mem_peak']}, pressure events {st['mem_pressure_events']}, "
+          f"refused {st['mem_refused']}")
+    assert st["mem_peak"] <= limit
+    for s in clients + peers + [lst]:
+        s.close()
