@@ -257,6 +257,12 @@ cdef class Tcb:
     cdef uint32_t send_space(self) noexcept nogil
     cdef uint32_t recv_available(self) noexcept nogil
     cdef void set_mem_pool(self, mem_pool* pool) noexcept nogil
+    # buffer auto-tuning (internals)
+    cdef uint32_t _rcvbuf_ceiling(self) noexcept nogil
+    cdef int _rcvbuf_reserve(self, uint32_t seq, uint32_t n) noexcept nogil
+    cdef void _rcv_rtt_measure(self, const tcp_repr* th, uint32_t n, uint64_t now) noexcept nogil
+    cdef void _rcv_space_adjust(self, uint64_t now) noexcept nogil
+    cdef void _sndbuf_adjust(self, uint64_t now) noexcept nogil
 
     # --- internals ----------------------------------------------------------------------------
     cdef void _init_sequence(self, uint64_t now) noexcept nogil
@@ -287,11 +293,6 @@ cdef class Tcb:
     cdef size_t _emit_data(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef size_t _emit_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef void _after_read(self, uint64_t now) noexcept nogil
-    cdef uint32_t _rcvbuf_ceiling(self) noexcept nogil
-    cdef int _rcvbuf_reserve(self, uint32_t seq, uint32_t n) noexcept nogil
-    cdef void _rcv_rtt_measure(self, const tcp_repr* th, uint32_t n, uint64_t now) noexcept nogil
-    cdef void _rcv_space_adjust(self, uint64_t now) noexcept nogil
-    cdef void _sndbuf_adjust(self, uint64_t now) noexcept nogil
 
 
 # RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a

@@ -42,10 +42,6 @@ cdef enum:
     TS_OPTION_LEN = 12          # NOP NOP TS, the space timestamps take in every segment
     MAX_WSCALE = 14             # RFC 7323 §2.3
     PAWS_IDLE_US = 24 * 24 * 3600 * 1000000  # RFC 7323 §5.5: 24 days
-    SNDBUF_MAX = 4 << 20        # send auto-tuning ceiling, as Linux's tcp_wmem[2]
-    RCVBUF_MAX = 6 << 20        # receive auto-tuning ceiling, as Linux's tcp_rmem[2]
-    RCV_PRESSURE_MIN = 16384    # under memory pressure a receiver still offers this much
-    INIT_CWND_SEGS = 10         # TCP_INIT_CWND: the first estimate of what a round trip brings
 
 
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
@@ -77,12 +73,30 @@ cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
     cfg.ttl = 64
 
 
+# Buffer auto-tuning (issue 10)
+cdef enum:
+    SNDBUF_MAX = 4 << 20        # send auto-tuning ceiling, as Linux's tcp_wmem[2]
+    RCVBUF_MAX = 6 << 20        # receive auto-tuning ceiling, as Linux's tcp_rmem[2]
+    RCV_PRESSURE_MIN = 16384    # under memory pressure a receiver still offers this much
+    INIT_CWND_SEGS = 10         # TCP_INIT_CWND: the first estimate of what a round trip brings
+
+
 cdef inline uint64_t _min_timer(uint64_t a, uint64_t b) noexcept nogil:
     if a == 0:
         return b
     if b == 0:
         return a
     return a if a < b else b
+
+
+cdef inline void _release_buffers(Tcb t) noexcept nogil:
+    """Give both rings' storage back to the pool they are charged to, and drop the connection's
+    reference to the pool (the last reference frees it)."""
+    cdef mem_pool* pool = t.sndbuf.pool
+    ring_release(&t.sndbuf, True)
+    ring_release(&t.rcvbuf, True)
+    t.sndbuf.pool = t.rcvbuf.pool = NULL
+    mem_pool_unref(pool)
 
 
 cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil:
@@ -137,11 +151,9 @@ cdef class Tcb:
         self._py_out = None                 # made on first use by the Python-level receive()
 
     def __dealloc__(self):
-        cdef mem_pool* pool = self.sndbuf.pool
+        _release_buffers(self)            # storage back to the stack's pool, then the pool
         ring_release(&self.sndbuf, True)
         ring_release(&self.rcvbuf, True)
-        self.sndbuf.pool = self.rcvbuf.pool = NULL
-        mem_pool_unref(pool)
 
     # =========================================================================================
     # Set-up
@@ -1825,13 +1837,13 @@ cdef class Tcb:
             rto=rtt_current_rto(&self.rtt), in_recovery=bool(self.in_recovery),
             dupacks=self.dupacks, recv_queue=self.rcvbuf.used,
             send_queue=self.sndbuf.used, send_space=ring_space(&self.sndbuf),
-            fin_sent=bool(self.fin_sent), fin_acked=bool(self.fin_acked),
-            rcv_fin=bool(self.rcv_fin), error=self.error, retries=self.retries,
-            ooo_ranges=self.ooo.count,
             rcvbuf=self.cfg.rcvbuf, sndbuf=self.cfg.sndbuf, rcvbuf_cap=self.rcvbuf.cap,
             sndbuf_cap=self.sndbuf.cap, rcvbuf_alloc=self.rcvbuf.size,
             sndbuf_alloc=self.sndbuf.size, rcv_rtt=self.rcv_rtt_us or None,
             rcvbuf_lock=bool(self.cfg.rcvbuf_lock), sndbuf_lock=bool(self.cfg.sndbuf_lock),
+            fin_sent=bool(self.fin_sent), fin_acked=bool(self.fin_acked),
+            rcv_fin=bool(self.rcv_fin), error=self.error, retries=self.retries,
+            ooo_ranges=self.ooo.count,
             timers=dict(rtx=self.t_rtx or None, delack=self.t_delack or None,
                         persist=self.t_persist or None, keepalive=self.t_keepalive or None,
                         timewait=self.t_timewait or None),
