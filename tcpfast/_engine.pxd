@@ -11,6 +11,7 @@ from libc.stdio cimport FILE
 from tcpfast._tcb cimport Tcb, tcb_config, tcb_stats
 from tcpfast._wire cimport pkt_repr, ip_repr, WIRE_REASON_COUNT
 from tcpfast._isn cimport isn_secret
+from tcpfast._ring cimport mem_pool
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
@@ -123,6 +124,8 @@ cdef class Engine:
     cdef int pool_count
     cdef uint16_t next_port
     cdef uint64_t start_us
+    cdef mem_pool* mem              # the stack-wide limit on buffer memory (every ring's storage)
+    cdef uint64_t mem_refused_seen  # mem.refused when blocked writers were last looked at
 
     cdef uint32_t _hash(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
                         const uint8_t* raddr, uint16_t rport) noexcept nogil
@@ -160,6 +163,8 @@ cdef class Engine:
     cdef void _drain_loopback(self, uint64_t now) noexcept nogil
     cdef void _drain_input(self, uint64_t now) noexcept nogil
     cdef void _loop(self) noexcept nogil
+    cdef void _mem_wake_writers(self) noexcept nogil
+    cdef void _mem_check(self) noexcept nogil
     cdef void _lock(self)
     cdef void _unlock(self)
     cdef void _settle(self, void* p) noexcept

@@ -31,6 +31,7 @@ from tcpfast._tcb cimport (Tcb, tcb_config, tcb_config_default, config_update, r
                            FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, EV_CONNECTED,
                            EV_READABLE, EV_WRITABLE, EV_ERROR, EV_CLOSED)
 from tcpfast._isn cimport isn_secret, siphash24
+from tcpfast._ring cimport mem_pool, mem_pool_new, mem_pool_unref, mem_pool_pressure, ring_space
 
 import ipaddress
 import os
@@ -157,6 +158,10 @@ cdef inline bint _tcb_writable(Tcb t) noexcept nogil:
     if t.fin_queued or t.error:
         return True
     space = t.send_space()
+    if space < ring_space(&t.sndbuf):
+        # The stack's buffer memory is exhausted: send_space is the room in the storage this
+        # connection already has; writable when a third of that is free.
+        return space > 0 and space * 3 >= t.sndbuf.size
     return space > 0 and space * 3 >= t.sndbuf.cap
 
 
@@ -273,11 +278,20 @@ cdef class Engine:
         self.loopq = NULL
         self.loop_len = NULL
         self.pcap = NULL
+        self.mem = NULL
         pthread_mutex_init(&self.lock, NULL)
 
     def __init__(self, int fd, *, int mtu, addr4=None, addr6=None, bint vnet_hdr=False,
-                 bint tso4=False, bint tso6=False, bint csum_offload=False):
+                 bint tso4=False, bint tso6=False, bint csum_offload=False, mem_limit=None):
         cdef bytes key = os.urandom(32)
+        if mem_limit is None:
+            mem_limit = default_mem_limit()
+        if isinstance(mem_limit, bool) or not isinstance(mem_limit, int) or \
+                not 65536 <= mem_limit < (1 << 62):
+            raise ValueError("mem_limit must be a number of bytes, at least 65536")
+        self.mem = mem_pool_new(mem_limit)
+        if self.mem == NULL:
+            raise MemoryError()
         self.fd = fd
         self.mtu = mtu
         self.vnet_hdr = vnet_hdr
@@ -357,6 +371,7 @@ cdef class Engine:
         if self.wake_fd >= 0:
             os.close(self.wake_fd)
         pthread_mutex_destroy(&self.lock)
+        mem_pool_unref(self.mem)          # connections still alive keep it until they go
 
     # =========================================================================================
     # Connection table: a chained hash of the 4-tuple, keyed so that a peer cannot choose
@@ -486,6 +501,7 @@ cdef class Engine:
         self.pool_count -= 1
         p = self.pool[self.pool_count]
         (<Tcb>p).configure(cfg)
+        (<Tcb>p).set_mem_pool(self.mem)
         return p
 
     cdef void _refill_pool(self) noexcept with gil:
@@ -1085,6 +1101,8 @@ cdef class Engine:
                     self._input(pkt, n, 0, now)
             self._run_timers(now)
             self._drain_loopback(now)
+            if self.mem.freed and self.mem.refused != self.mem_refused_seen:
+                self._mem_wake_writers()
             pthread_mutex_unlock(&self.lock)
             if self.release_head != NULL:
                 self._release_all()
@@ -1137,6 +1155,27 @@ cdef class Engine:
                 # A timer earlier than the loop's planned wake-up: let it recompute.
                 self.wake_needed = 0
                 _signal(self.wake_fd)
+            self._mem_check()
+
+    cdef void _mem_check(self) noexcept nogil:
+        """Buffer memory was given back while some connection had been refused some: let the
+        engine thread wake the writers that wait for it."""
+        if self.mem.freed and self.mem.refused != self.mem_refused_seen:
+            _signal(self.wake_fd)
+
+    cdef void _mem_wake_writers(self) noexcept nogil:
+        """Memory came back after the stack-wide limit refused some: bring every blocked
+        writer's fd up to date (each tries again; one still refused waits for the next)."""
+        cdef uint32_t i
+        cdef void* p
+        self.mem.freed = 0
+        self.mem_refused_seen = self.mem.refused
+        for i in range(self.nbuckets):
+            p = self.buckets[i]
+            while p != NULL:
+                if (<Tcb>p).eng_wr_blocked:
+                    _readiness(<Tcb>p)
+                p = (<Tcb>p).eng_hash_next
 
     def configure(self, **options):
         """Set the default options of new connections (keys as the Tcb constructor)."""
@@ -1162,6 +1201,7 @@ cdef class Engine:
         config_update(&cfg, options)
         t = Tcb.__new__(Tcb)
         t.configure(&cfg)
+        t.set_mem_pool(self.mem)
         self._lock()
         try:
             if lport == 0:
@@ -1376,6 +1416,8 @@ cdef class Engine:
             r = t.user_recv(out, nbytes, peek, _now_us())
             if r > 0 and not peek and t.eng_in_table and t.ack_now:
                 self._settle(<void*>t)    # a window update is due
+            else:
+                self._mem_check()
             if not _tcb_readable(t):
                 _token_clear(t.eng_app_fd, &t.eng_rd_token)   # nothing left: not readable
         finally:
@@ -1494,7 +1536,26 @@ cdef class Engine:
                     "keepalive_probes", "delayed_acks", "window_updates"):
             out[key] = totals[key]
         out["connections"] = self.nconns
+        # The stack-wide limit on buffer memory (see README, "Buffers"): what the connections'
+        # rings hold now and at most, and how often the limit pressed (buffers stopped growing)
+        # or refused memory outright.
+        out["mem_limit"] = self.mem.limit
+        out["mem_allocated"] = self.mem.allocated
+        out["mem_peak"] = self.mem.peak
+        out["mem_pressure_events"] = self.mem.pressure_events
+        out["mem_refused"] = self.mem.refused
         return out
+
+    @property
+    def mem_limit(self):
+        """The stack-wide limit on buffer memory, bytes (settable)."""
+        return self.mem.limit
+
+    @mem_limit.setter
+    def mem_limit(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 65536 <= value < (1 << 62):
+            raise ValueError("mem_limit must be a number of bytes, at least 65536")
+        self.mem.limit = value
 
     def connections(self) -> list:
         """One row per connection and listener, in the spirit of ``ss -tan``."""
@@ -1520,7 +1581,12 @@ cdef class Engine:
                                      send_queue=info["send_queue"], recv_queue=info["recv_queue"],
                                      cwnd=info["cwnd"],
                                      srtt=info["srtt"] / 1e6 if info["srtt"] is not None else None,
-                                     rto=info["rto"] / 1e6))
+                                     rto=info["rto"] / 1e6,
+                                     # buffers, as ss -m: sizes (auto-tuned unless locked) and
+                                     # the storage allocated now
+                                     rcvbuf=info["rcvbuf"], sndbuf=info["sndbuf"],
+                                     rmem_alloc=info["rcvbuf_alloc"],
+                                     wmem_alloc=info["sndbuf_alloc"]))
                     p = t.eng_hash_next
         finally:
             self._unlock()
@@ -1558,5 +1624,11 @@ cdef class Engine:
             fclose(f)
 
 
-
-
+def default_mem_limit() -> int:
+    """The default stack-wide limit on buffer memory: 1/16 of the machine's physical memory
+    (Linux's tcp_mem allows TCP about 3/32 of it at the hard mark), at least 64 MiB."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        total = 0
+    return max(64 << 20, total // 16)

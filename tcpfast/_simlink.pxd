@@ -22,6 +22,7 @@ ctypedef struct stream_state:   # one direction's application data
     uint64_t mismatches         # bytes read that differ from what was written
     uint32_t chunk_used         # bytes in the reader's chunk buffer (sha256 mode)
     uint8_t shut                # the writer called shutdown after its last byte
+    uint64_t next_read          # read_rate: the reader's next read, us (a slow application)
     uint8_t eof                 # the reader saw end of stream
 
 cdef class SimPair:
@@ -39,6 +40,8 @@ cdef class SimPair:
     cdef uint64_t rng
     cdef double loss, reorder, duplicate, corrupt
     cdef uint64_t delay, jitter, rate_ns_per_byte, link_free_at
+    cdef uint64_t link_free_at_ba    # duplex: the b -> a direction's own serialisation
+    cdef uint8_t duplex              # each direction has its own ``rate`` (else they share it)
     cdef stream_state ab
     cdef stream_state ba
     cdef uint8_t* rbuf          # scratch for reads
@@ -49,11 +52,14 @@ cdef class SimPair:
     cdef uint8_t do_shutdown
     cdef uint64_t c_sent, c_delivered, c_lost, c_queue_drops, c_duplicated, c_corrupted
     cdef uint64_t c_bad_packets, c_rst_replies, c_reordered, c_steps
+    cdef uint64_t read_ns_per_byte   # read_rate: the applications read this slowly (0: at once)
+    cdef uint32_t max_wnd_a, max_wnd_b   # the largest window each end advertised
 
     cdef void _heap_push(self, link_pkt* item) noexcept nogil
     cdef void _heap_pop(self, link_pkt* out) noexcept nogil
     cdef void _enqueue(self, uint32_t slot, uint32_t length, bint to_b) noexcept nogil
     cdef bint _transmit(self, Tcb t, bint to_b) noexcept nogil
+    cdef uint64_t _read_wake(self, Tcb t, stream_state* s) noexcept nogil
     cdef bint _deliver(self) noexcept nogil
     cdef bint _write(self, Tcb t, stream_state* s) noexcept nogil
     cdef int _read(self, Tcb t, stream_state* s, uint8_t* chunk) noexcept nogil

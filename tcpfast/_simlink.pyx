@@ -13,6 +13,7 @@ from libc.string cimport memcpy, memset, memcmp
 from tcpfast._tcb cimport (Tcb, SEG_REPLY_RST, reset_for_segment, ESTABLISHED, CLOSE_WAIT,
                            CLOSED, LISTEN, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 from tcpfast._wire cimport pkt_repr, packet_parse, WIRE_OK, ip_repr
+from tcpfast._seq cimport seq_gt
 from libc.errno cimport EAGAIN
 
 import hashlib
@@ -74,13 +75,18 @@ cdef inline bint _heap_less(const link_pkt* a, const link_pkt* b) noexcept nogil
 
 cdef class SimPair:
     """SimPair(*, mtu=1500, delay=0.0005, jitter=0.0, rate=0, loss=0.0, reorder=0.0,
-    duplicate=0.0, corrupt=0.0, seed=1, queue=4096, **tcb_options)
+    duplicate=0.0, corrupt=0.0, seed=1, queue=4096, read_rate=0, duplex=False, **tcb_options)
 
     ``a`` (198.18.0.1:40000) connects to ``b`` (198.18.0.2:80, listening). Each direction of the
     link delays packets by ``delay`` seconds plus up to ``jitter``; ``rate`` (bytes/s, 0 for
     unlimited) serialises them; ``loss``/``duplicate``/``corrupt`` are per-packet probabilities
     and ``reorder`` the probability that a packet is held back by an extra delay. ``queue`` bounds
     the packets in flight on the link (more are dropped, as a router's full queue would).
+    By default the two directions share the ``rate`` (ACKs queue behind data); ``duplex=True``
+    gives each direction its own, as a full-duplex link.
+    ``read_rate`` (bytes/s, 0 for at once) makes both applications slow readers: each reads at
+    most that fast. ``tcb_options`` go to both connections (``mem_pool`` too: then they share
+    it). ``run`` reports the largest window each end advertised (``windows``).
     """
 
     def __cinit__(self):
@@ -93,8 +99,11 @@ cdef class SimPair:
         self.chunk_ba = NULL
 
     def __init__(self, *, mtu=1500, delay=0.0005, jitter=0.0, rate=0, loss=0.0, reorder=0.0,
-                 duplicate=0.0, corrupt=0.0, seed=1, queue=4096, **tcb_options):
+                 duplicate=0.0, corrupt=0.0, seed=1, queue=4096, read_rate=0, duplex=False,
+                 **tcb_options):
         cdef uint32_t i
+        if read_rate < 0:
+            raise ValueError("read_rate must not be negative")
         if not 68 <= mtu <= 65535:
             raise ValueError("mtu must be in 68..65535")
         for name, p in (("loss", loss), ("reorder", reorder), ("duplicate", duplicate),
@@ -133,7 +142,12 @@ cdef class SimPair:
         self.delay = <uint64_t>(delay * 1e6)
         self.jitter = <uint64_t>(jitter * 1e6)
         self.rate_ns_per_byte = <uint64_t>(1e9 / rate) if rate else 0
+        self.read_ns_per_byte = <uint64_t>(1e9 / read_rate) if read_rate else 0
+        if read_rate and self.read_ns_per_byte == 0:
+            raise ValueError("read_rate above 1e9 bytes/s: use 0 for an unlimited reader")
         self.link_free_at = 0
+        self.link_free_at_ba = 0
+        self.duplex = bool(duplex)
         memset(&self.ab, 0, sizeof(stream_state))
         memset(&self.ba, 0, sizeof(stream_state))
         self.ab.seed = <uint64_t>seed * 2 + 1
@@ -199,7 +213,12 @@ cdef class SimPair:
             self.pool[<size_t>slot * self.slot_size + pos] ^= <uint8_t>(1 << (<int>(_uniform(&self.rng) * 8)))
             self.c_corrupted += 1
         when = self.now
-        if self.rate_ns_per_byte:
+        if self.rate_ns_per_byte and self.duplex and not to_b:
+            if self.link_free_at_ba < self.now * 1000:
+                self.link_free_at_ba = self.now * 1000
+            self.link_free_at_ba += self.rate_ns_per_byte * length
+            when = self.link_free_at_ba // 1000
+        elif self.rate_ns_per_byte:
             if self.link_free_at < self.now * 1000:
                 self.link_free_at = self.now * 1000
             self.link_free_at += self.rate_ns_per_byte * length
@@ -241,6 +260,12 @@ cdef class SimPair:
             self.nfree -= 1
             self._enqueue(slot, <uint32_t>n, to_b)
             progress = True
+        if progress and seq_gt(t.rcv_adv, t.rcv_nxt):
+            if to_b:
+                if t.rcv_adv - t.rcv_nxt > self.max_wnd_a:
+                    self.max_wnd_a = t.rcv_adv - t.rcv_nxt
+            elif t.rcv_adv - t.rcv_nxt > self.max_wnd_b:
+                self.max_wnd_b = t.rcv_adv - t.rcv_nxt
         return progress
 
     cdef bint _deliver(self) noexcept nogil:
@@ -314,6 +339,8 @@ cdef class SimPair:
         cdef int r = 0
         cdef uint32_t room
         while True:
+            if self.read_ns_per_byte and self.now < s.next_read:
+                return r                  # a slow application: not yet
             if self.keep_chunks:
                 room = CHUNK - s.chunk_used
                 if room == 0:
@@ -332,12 +359,21 @@ cdef class SimPair:
                     s.chunk_used += <uint32_t>k
                 s.read += <uint64_t>k
                 r = 1
+                if self.read_ns_per_byte:
+                    s.next_read = self.now + (<uint64_t>k * self.read_ns_per_byte) // 1000
             else:
                 if k == 0 and not s.eof and t.state != LISTEN and t.state != SYN_RECEIVED \
                         and t.state != SYN_SENT:
                     s.eof = 1
                     r = 1
                 return r
+
+    cdef uint64_t _read_wake(self, Tcb t, stream_state* s) noexcept nogil:
+        """When a slow reader with something to read reads next (0: no such wait)."""
+        if self.read_ns_per_byte and s.next_read > self.now and \
+                (t.recv_available() > 0 or t.rcv_fin or t.state == CLOSED):
+            return s.next_read
+        return 0
 
     cdef bint _done(self) noexcept nogil:
         if self.ab.read < self.ab.total or self.ba.read < self.ba.total:
@@ -390,6 +426,12 @@ cdef class SimPair:
                 t = ta
             if tb and (t == 0 or tb < t):
                 t = tb
+            ta = self._read_wake(self.b, &self.ab)
+            if ta and (t == 0 or ta < t):
+                t = ta
+            tb = self._read_wake(self.a, &self.ba)
+            if tb and (t == 0 or tb < t):
+                t = tb
             if t == 0:
                 return RUN_STALL
             if t <= self.now:
@@ -440,6 +482,7 @@ cdef class SimPair:
                       reordered=self.c_reordered, bad_packets=self.c_bad_packets,
                       rst_replies=self.c_rst_replies, steps=self.c_steps),
             a=self.a.counters, b=self.b.counters,
+            windows=dict(a_max=self.max_wnd_a, b_max=self.max_wnd_b),
         )
         if sha256:
             out["a_to_b"]["sha256"] = h_ab.hexdigest()

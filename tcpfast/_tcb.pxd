@@ -12,7 +12,7 @@ Variables are named as RFC 9293 §3.3.1 names them, in lower case.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
-from tcpfast._ring cimport ring
+from tcpfast._ring cimport ring, mem_pool
 from tcpfast._ranges cimport seq_ranges
 from tcpfast._rtx cimport rtt_estimator
 from tcpfast._cc cimport cc_state, cc_algo, prr_state
@@ -52,7 +52,11 @@ cdef enum:
 
 ctypedef struct tcb_config:
     uint32_t sndbuf             # bytes; SO_SNDBUF
-    uint32_t rcvbuf             # bytes; SO_RCVBUF
+    uint32_t rcvbuf             # bytes; SO_RCVBUF (auto-tuning grows the connection's copy)
+    uint32_t sndbuf_max         # auto-tuning ceiling of the send buffer (Linux tcp_wmem[2])
+    uint32_t rcvbuf_max         # ... of the receive buffer (tcp_rmem[2]); sizes the window scale
+    uint8_t sndbuf_lock         # SO_SNDBUF was set: no send auto-tuning (SOCK_SNDBUF_LOCK)
+    uint8_t rcvbuf_lock         # SO_RCVBUF was set: no receive auto-tuning (SOCK_RCVBUF_LOCK)
     uint16_t mss                # largest segment we receive (MTU - headers), advertised in SYNs
     uint8_t nodelay             # TCP_NODELAY: Nagle off
     uint8_t wscale_ok           # offer window scaling (RFC 7323 §2)
@@ -165,6 +169,15 @@ cdef class Tcb:
     cdef seq_ranges ooo         # out-of-order data held beyond rcv_nxt
     cdef uint8_t ooo_fin        # a FIN arrived out of order at ooo_fin_seq
     cdef uint32_t ooo_fin_seq
+
+    # --- buffer auto-tuning (Linux's tcp_rcv_space_adjust, tcp_rcv_rtt_*, tcp_sndbuf_expand) --
+    cdef uint32_t rcvq_space    # bytes the application read in the last measured RTT
+    cdef uint32_t rcvq_seq      # the read sequence number (RCV.NXT - unread) that RTT began at
+    cdef uint64_t rcvq_time     # when it began (0: not started)
+    cdef uint32_t rcv_rtt_us    # the receiver's RTT estimate (0: none yet)
+    cdef uint32_t rcv_rtt_seq   # without timestamps: the edge whose arrival ends a sample
+    cdef uint64_t rcv_rtt_time  # when that sample began (0: none running)
+    cdef uint8_t snd_full       # the application found the send buffer full (SOCK_NOSPACE)
 
     # --- FIN bookkeeping ----------------------------------------------------------------------
     cdef uint8_t fin_queued     # the application shut down writing: FIN after the data
@@ -285,6 +298,13 @@ cdef class Tcb:
     cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil
     cdef uint32_t send_space(self) noexcept nogil
     cdef uint32_t recv_available(self) noexcept nogil
+    cdef void set_mem_pool(self, mem_pool* pool) noexcept nogil
+    # buffer auto-tuning (internals)
+    cdef uint32_t _rcvbuf_ceiling(self) noexcept nogil
+    cdef int _rcvbuf_reserve(self, uint32_t seq, uint32_t n) noexcept nogil
+    cdef void _rcv_rtt_measure(self, const tcp_repr* th, uint32_t n, uint64_t now) noexcept nogil
+    cdef void _rcv_space_adjust(self, uint64_t now) noexcept nogil
+    cdef void _sndbuf_adjust(self, uint64_t now) noexcept nogil
 
     # --- internals ----------------------------------------------------------------------------
     cdef void _init_sequence(self, uint64_t now) noexcept nogil

@@ -3,6 +3,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from typing_extensions import Buffer  # type: ignore[attr-defined]
 
+from tcpfast._ring import MemPool
+
 STATE_NAMES: Tuple[str, ...]
 
 class Tcb:
@@ -10,7 +12,8 @@ class Tcb:
     error: int
     events: int
     def __init__(self, local: Optional[Tuple[str, int]] = ..., remote: Optional[Tuple[str, int]] = ...,
-                 *, mss: int = ..., sndbuf: int = ..., rcvbuf: int = ..., cc: str = ...,
+                 *, mss: int = ..., sndbuf: int = ..., rcvbuf: int = ..., sndbuf_max: int = ...,
+                 rcvbuf_max: int = ..., mem_pool: Optional[MemPool] = ..., cc: str = ...,
                  nodelay: bool = ..., msl: float = ..., rto_initial: float = ..., rto_min: float = ...,
                  rto_max: float = ..., syn_retries: int = ..., retries: int = ...,
                  user_timeout: float = ..., delack: float = ..., keepalive: bool = ...,

@@ -21,9 +21,11 @@ from tcpfast._wire cimport (ip_repr, tcp_repr, pkt_repr, wire_reason, WIRE_OK, p
                             TH_RST, TH_PSH, TH_ACK, PROTO_TCP, IPV4_HEADER_LEN, IPV6_HEADER_LEN)
 from tcpfast._ring cimport (ring, ring_init, ring_release, ring_append, ring_write_at,
                             ring_read_at, ring_consume, ring_commit, ring_space, ring_reserve,
-                            ring_set_capacity)
-from tcpfast._ranges cimport (ranges_clear, ranges_release, ranges_add, ranges_trim_below, ranges_pop_at,
-                              ranges_covers, ranges_sack_blocks)
+                            ring_set_capacity, ring_grow, ring_room, mem_pool, mem_pool_ref,
+                            mem_pool_unref, mem_pool_pressure, mem_pool_can, mem_pool_reclaim,
+                            MemPool, RING_MIN)
+from tcpfast._ranges cimport (ranges_clear, ranges_release, ranges_add, ranges_trim_below,
+                              ranges_pop_at, ranges_covers, ranges_sack_blocks, ranges_highest)
 from tcpfast._rtx cimport (rtt_init, rtt_sample, rtt_current_rto, rtt_backoff, rtt_reset_backoff,
                            DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US, RTO_MAX_US)
 from tcpfast._cc cimport (cc_init, cc_set_smss, cc_on_ack, cc_on_congestion, cc_on_rto,
@@ -62,6 +64,8 @@ cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
     memset(cfg, 0, sizeof(tcb_config))
     cfg.sndbuf = 256 * 1024
     cfg.rcvbuf = 256 * 1024
+    cfg.sndbuf_max = SNDBUF_MAX
+    cfg.rcvbuf_max = RCVBUF_MAX
     cfg.mss = 1460
     cfg.nodelay = 0
     cfg.wscale_ok = 1
@@ -85,12 +89,30 @@ cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:
     cfg.ttl = 64
 
 
+# Buffer auto-tuning (issue 10)
+cdef enum:
+    SNDBUF_MAX = 4 << 20        # send auto-tuning ceiling, as Linux's tcp_wmem[2]
+    RCVBUF_MAX = 6 << 20        # receive auto-tuning ceiling, as Linux's tcp_rmem[2]
+    RCV_PRESSURE_MIN = 16384    # under memory pressure a receiver still offers this much
+    INIT_CWND_SEGS = 10         # TCP_INIT_CWND: the first estimate of what a round trip brings
+
+
 cdef inline uint64_t _min_timer(uint64_t a, uint64_t b) noexcept nogil:
     if a == 0:
         return b
     if b == 0:
         return a
     return a if a < b else b
+
+
+cdef inline void _release_buffers(Tcb t) noexcept nogil:
+    """Give both rings' storage back to the pool they are charged to, and drop the connection's
+    reference to the pool (the last reference frees it)."""
+    cdef mem_pool* pool = t.sndbuf.pool
+    ring_release(&t.sndbuf, True)
+    ring_release(&t.rcvbuf, True)
+    t.sndbuf.pool = t.rcvbuf.pool = NULL
+    mem_pool_unref(pool)
 
 
 cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil:
@@ -146,6 +168,7 @@ cdef class Tcb:
         self._py_out = None                 # made on first use by the Python-level receive()
 
     def __dealloc__(self):
+        _release_buffers(self)            # storage back to the stack's pool, then the pool
         ring_release(&self.sndbuf, True)
         ring_release(&self.rcvbuf, True)
         txq_release(&self.txq)
@@ -209,8 +232,11 @@ cdef class Tcb:
         self.recover = self.iss
         self.rcv_wscale = 0
         if self.cfg.wscale_ok:
-            # The smallest shift that lets the whole receive buffer be offered (RFC 7323 §2.3).
-            while self.rcv_wscale < MAX_WSCALE and (self.cfg.rcvbuf >> self.rcv_wscale) > 0xffff:
+            # The smallest shift that lets the whole receive buffer be offered (RFC 7323 §2.3):
+            # the buffer as large as auto-tuning may grow it, as Linux chooses the shift from
+            # tcp_rmem[2] (tcp_select_initial_window), since the shift is fixed at SYN time.
+            while self.rcv_wscale < MAX_WSCALE and \
+                    (self._rcvbuf_ceiling() >> self.rcv_wscale) > 0xffff:
                 self.rcv_wscale += 1
         self.peer_mss = DEFAULT_MSS_V4 if self.ip.version == 4 else DEFAULT_MSS_V6
         self.smss = self.peer_mss if self.peer_mss < self.cfg.mss else self.cfg.mss
@@ -354,7 +380,23 @@ cdef class Tcb:
         return 0
 
     cdef uint32_t send_space(self) noexcept nogil:
-        return ring_space(&self.sndbuf)
+        """Bytes user_send would take now: the free space below the bound, or, when the stack's
+        buffer memory is exhausted, only the room in the storage this connection already has."""
+        cdef uint32_t space = ring_space(&self.sndbuf), room = ring_room(&self.sndbuf)
+        if space > room and not mem_pool_can(self.sndbuf.pool, RING_MIN, True):
+            return room                   # send rings do not grow past the pressure mark
+        return space
+
+    cdef void set_mem_pool(self, mem_pool* pool) noexcept nogil:
+        """Charge this connection's buffers to ``pool`` (the stack-wide limit). Before first use:
+        storage already allocated stays charged where it was."""
+        cdef mem_pool* old = self.sndbuf.pool
+        if pool == old or self.sndbuf.data != NULL or self.rcvbuf.data != NULL:
+            return
+        mem_pool_ref(pool)
+        self.sndbuf.pool = self.rcvbuf.pool = pool
+        self.sndbuf.soft = 1              # see _ring.pxd: the pool's last quarter is for receiving
+        mem_pool_unref(old)
 
     cdef uint32_t recv_available(self) noexcept nogil:
         return self.rcvbuf.used
@@ -371,17 +413,23 @@ cdef class Tcb:
             if n == 0:
                 return 0
             if ring_space(&self.sndbuf) == 0:
+                self.snd_full = 1          # auto-tuning: the application wants a larger buffer
                 self.events &= ~EV_WRITABLE
                 return -EAGAIN
-            if ring_reserve(&self.sndbuf) != 0:
-                return -ENOMEM
             # RFC 5681 §4.1: after an idle period longer than an RTO, restart from the
             # restart window rather than bursting a stale cwnd.
             if self.snd_una == self.snd_max and self.last_snd_time and \
                     now - self.last_snd_time > rtt_current_rto(&self.rtt):
                 cc_on_idle_restart(&self.cc, now)
+            # The storage grows as the data needs it, as far as the stack's memory limit allows.
             took = ring_append(&self.sndbuf, data, <uint32_t>n)
+            if took == 0:
+                # The stack's buffer memory is exhausted (and this connection has no room of its
+                # own): wait, as Linux's sk_stream_wait_memory, until memory is given back.
+                self.events &= ~EV_WRITABLE
+                return -EAGAIN
             if ring_space(&self.sndbuf) == 0:
+                self.snd_full = 1
                 self.events &= ~EV_WRITABLE
             return took
         if self.error:
@@ -418,9 +466,15 @@ cdef class Tcb:
     cdef void _after_read(self, uint64_t now) noexcept nogil:
         """The application made room: advertise it when the right edge can move by at least
         min(RCV.BUFF/2, Eff.snd.MSS) (receiver SWS avoidance, RFC 9293 §3.8.6.2.2)."""
-        cdef uint32_t space = self._rcv_space()
-        cdef uint32_t limit = self.cfg.rcvbuf // 2
-        cdef uint32_t gain
+        cdef uint32_t space, limit, gain
+        self._rcv_space_adjust(now)
+        space = self._rcv_space()
+        limit = self.cfg.rcvbuf // 2
+        if self.rcvbuf.used == 0 and self.ooo.count == 0 and \
+                (self.rcv_fin or mem_pool_reclaim(self.rcvbuf.pool)):
+            # Give an emptied ring's storage back: for good after the peer's FIN, or while the
+            # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
+            ring_release(&self.rcvbuf, False)
         if self.rcvbuf.used == 0:
             self.events &= ~EV_READABLE
             if self.rcv_fin:
@@ -436,6 +490,134 @@ cdef class Tcb:
                 if not self.ack_now:
                     self.stats.window_updates += 1
                 self.ack_now = 1
+
+    # =========================================================================================
+    # Buffer auto-tuning (issue 10): buffers that fit the path, bounded
+    # =========================================================================================
+
+    cdef uint32_t _rcvbuf_ceiling(self) noexcept nogil:
+        """The largest receive buffer this connection may grow to: SO_RCVBUF when the
+        application set it (SOCK_RCVBUF_LOCK), else the auto-tuning maximum (tcp_rmem[2])."""
+        if self.cfg.rcvbuf_lock or self.cfg.rcvbuf_max < self.cfg.rcvbuf:
+            return self.cfg.rcvbuf
+        return self.cfg.rcvbuf_max
+
+    cdef int _rcvbuf_reserve(self, uint32_t seq, uint32_t n) noexcept nogil:
+        """Storage for ``n`` bytes at ``seq`` (in order or beyond a hole): the ring's storage is
+        grown to cover their offset, charged to the stack's pool; -1 when refused (the caller
+        drops the segment, as Linux does when tcp_try_rmem_schedule fails)."""
+        cdef uint32_t end = self.rcvbuf.used + (seq - self.rcv_nxt) + n
+        if end <= self.rcvbuf.size:
+            return 0
+        return ring_grow(&self.rcvbuf, end)
+
+    cdef void _rcv_rtt_measure(self, const tcp_repr* th, uint32_t n, uint64_t now) noexcept nogil:
+        """The receiver's RTT estimate, which a pure receiver needs to pace auto-tuning (its
+        sender-side srtt has no samples). As Linux: from the echo of our TSval in a full-sized
+        segment (tcp_rcv_rtt_measure_ts, RFC 7323 §4.1), and, at any rate, from the time it
+        takes to receive one window of data (tcp_rcv_rtt_measure), which can only overestimate
+        the RTT and so only lowers the estimate. Our timestamp clock ticks in milliseconds: an
+        echo of 0 ms (a sub-millisecond path) is left to the window measurement."""
+        cdef uint32_t ts, delta, sample
+        if self.ts_ok and th.has_timestamps and th.tsecr and n >= self.smss:
+            ts = self._ts_now(now)
+            if seq_ge(ts, th.tsecr):
+                delta = ts - th.tsecr
+                if 1 <= delta < 120000:
+                    sample = delta * 1000
+                    if self.rcv_rtt_us == 0:
+                        self.rcv_rtt_us = sample
+                    else:                 # RTT = 7/8 RTT + 1/8 sample (tcp_rcv_rtt_update)
+                        self.rcv_rtt_us = <uint32_t>(<int64_t>self.rcv_rtt_us +
+                                                     (<int64_t>sample - self.rcv_rtt_us) // 8)
+        if self.rcv_rtt_time:
+            if seq_lt(self.rcv_nxt, self.rcv_rtt_seq):
+                return
+            sample = <uint32_t>(now - self.rcv_rtt_time) if now - self.rcv_rtt_time < 2000000000 \
+                else 2000000000
+            if sample == 0:
+                sample = 1
+            if self.rcv_rtt_us == 0 or sample < self.rcv_rtt_us:
+                self.rcv_rtt_us = sample
+        # A new window measurement: the time until RCV.NXT passes the edge now offered.
+        self.rcv_rtt_seq = self.rcv_adv if seq_gt(self.rcv_adv, self.rcv_nxt) else self.rcv_nxt + 1
+        self.rcv_rtt_time = now
+
+    cdef void _rcv_space_adjust(self, uint64_t now) noexcept nogil:
+        """Dynamic right-sizing of the receive buffer, as Linux's tcp_rcv_space_adjust: once per
+        receiver RTT, see how much the application read during it; if more than in the last one,
+        let the window grow to twice that (the sender's cwnd may double in slow start while its
+        data is in flight), plus what is held beyond a hole, plus extra in proportion to the
+        growth, up to the ceiling. Unlike Linux, that extra is given only once twice the read
+        amount exceeds the buffer: an application that reads less than half the buffer per round
+        trip (a slow reader) never makes it grow, however small the first estimate was. The buffer never shrinks. Memory is only the bound here: the
+        ring's storage grows when data lands there (_rcvbuf_reserve)."""
+        cdef uint32_t copied_seq = self.rcv_nxt - self.rcvbuf.used - (1 if self.rcv_fin else 0)
+        cdef uint32_t copied, ceiling
+        cdef uint64_t rcvwin, grow
+        if self.rcvq_time == 0:
+            self.rcvq_seq = copied_seq
+            self.rcvq_time = now
+            # tcp_init_buffer_space: the first round trip brings at most an initial window.
+            self.rcvq_space = INIT_CWND_SEGS * <uint32_t>self.cfg.mss
+            return
+        if self.rcv_rtt_us == 0 or now - self.rcvq_time < self.rcv_rtt_us:
+            return
+        copied = copied_seq - self.rcvq_seq
+        if copied > self.rcvq_space:
+            ceiling = self._rcvbuf_ceiling()
+            if not self.ws_ok and ceiling > 0xffff:
+                ceiling = self.cfg.rcvbuf if self.cfg.rcvbuf > 0xffff else 0xffff
+            if ceiling > self.cfg.rcvbuf and not mem_pool_pressure(self.rcvbuf.pool):
+                rcvwin = 2 * <uint64_t>copied + 16 * <uint64_t>self.cfg.mss
+                if self.ooo.count:
+                    rcvwin += ranges_highest(&self.ooo) - self.rcv_nxt
+                if rcvwin > ceiling:
+                    rcvwin = ceiling              # (< 2**31: the product below cannot overflow)
+                if rcvwin > self.cfg.rcvbuf:
+                    # The sender outgrows the buffer: allow for its growth (slow start) during
+                    # the next round trips, in proportion to this one's (Linux's "grow").
+                    grow = rcvwin * (copied - self.rcvq_space) // \
+                        (self.rcvq_space if self.rcvq_space else 1)
+                    rcvwin += 2 * grow
+                if rcvwin > ceiling:
+                    rcvwin = ceiling
+                if rcvwin > self.cfg.rcvbuf:
+                    self.cfg.rcvbuf = <uint32_t>rcvwin
+                    self._size_rcvbuf()
+            self.rcvq_space = copied
+        self.rcvq_seq = copied_seq
+        self.rcvq_time = now
+
+    cdef void _sndbuf_adjust(self, uint64_t now) noexcept nogil:
+        """New data was acknowledged. As Linux's tcp_new_space/tcp_sndbuf_expand: if the
+        application found the buffer full while the congestion window was not (so the buffer,
+        not the network, held the sender back), grow the buffer to room for twice the larger of
+        cwnd and the data in flight (which stays buffered through SACK recovery while cwnd is
+        cut), at least twice an initial window, up to the ceiling (tcp_wmem[2]). Not when
+        SO_SNDBUF was set, nor under memory pressure (then an emptied ring is given back)."""
+        cdef uint64_t segs, target
+        cdef uint32_t flight = self.snd_max - self.snd_una
+        if self.sndbuf.used == 0 and (self.fin_acked or mem_pool_reclaim(self.sndbuf.pool)):
+            # All acknowledged: give the storage back for good after our FIN, or while the
+            # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
+            ring_release(&self.sndbuf, False)
+        if mem_pool_pressure(self.sndbuf.pool):
+            return
+        if not self.snd_full or self.cfg.sndbuf_lock:
+            return
+        if flight >= self.cc.cwnd:
+            return                        # cwnd-limited: a larger buffer would not help (yet)
+        self.snd_full = 0
+        segs = self.cc.cwnd if self.cc.cwnd > flight else flight
+        if segs < INIT_CWND_SEGS * <uint64_t>self.smss:
+            segs = INIT_CWND_SEGS * <uint64_t>self.smss
+        target = 2 * segs
+        if target > self.cfg.sndbuf_max:
+            target = self.cfg.sndbuf_max
+        if target > self.cfg.sndbuf:
+            self.cfg.sndbuf = <uint32_t>target
+            ring_set_capacity(&self.sndbuf, self.cfg.sndbuf)
 
     cdef int user_shutdown(self, uint64_t now) noexcept nogil:
         """CLOSE of the sending direction (RFC 9293 §3.10.4; shutdown(SHUT_WR))."""
@@ -842,6 +1024,7 @@ cdef class Tcb:
                     self.user_abort(now)
                     return SEG_OK
                 self._text_input(data_seq, payload, n, now)
+                self._rcv_rtt_measure(th, n, now)
             # CLOSE-WAIT, CLOSING, LAST-ACK: "This should not occur since a FIN has been received
             # from the remote side. Ignore the segment text."
 
@@ -962,6 +1145,7 @@ cdef class Tcb:
                 self.t_rtx = 0
             else:
                 self.t_rtx = now + rtt_current_rto(&self.rtt)
+            self._sndbuf_adjust(now)
             if ring_space(&self.sndbuf):
                 self.events |= EV_WRITABLE
             if self.sack_ok:
@@ -1274,7 +1458,7 @@ cdef class Tcb:
         cdef uint32_t off, end
         cdef long added
         cdef bint filled_hole = False
-        if ring_reserve(&self.rcvbuf) != 0:
+        if self._rcvbuf_reserve(seq, n) != 0:
             return                         # no memory: as if lost; the peer retransmits
         if seq == self.rcv_nxt:
             ring_write_at(&self.rcvbuf, self.rcvbuf.used, data, n)
@@ -1331,6 +1515,8 @@ cdef class Tcb:
 
     cdef void _fin_input(self, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 eighth step: the peer's FIN, in order."""
+        if self.rcvbuf.used == 0:
+            ring_release(&self.rcvbuf, False)   # nothing more will arrive: no storage needed
         self.rcv_nxt += 1
         self.rcv_fin = 1
         self.ack_now = 1
@@ -1538,7 +1724,17 @@ cdef class Tcb:
         cdef uint32_t space = self._rcv_space()
         cdef uint32_t cur = self.rcv_adv - self.rcv_nxt if seq_gt(self.rcv_adv, self.rcv_nxt) else 0
         cdef uint32_t step = self.cfg.rcvbuf // 2
-        cdef uint32_t wnd, field
+        cdef uint32_t wnd, field, held
+        if mem_pool_pressure(self.rcvbuf.pool):
+            # The stack is short of buffer memory (Linux: tcp_under_memory_pressure, which
+            # clamps the window): offer no more than the storage this ring already has (or a
+            # small minimum), so the peer does not send what we would have to drop. The right
+            # edge already offered still stands (below).
+            held = self.rcvbuf.size if self.rcvbuf.size > RCV_PRESSURE_MIN else RCV_PRESSURE_MIN
+            held = held - self.rcvbuf.used if held > self.rcvbuf.used else 0
+            held = held - self._rcv_slack() if held > self._rcv_slack() else 0
+            if space > held:
+                space = held
         if step > self.cfg.mss:
             step = self.cfg.mss
         wnd = space
@@ -1949,16 +2145,19 @@ cdef class Tcb:
     # Python-level interface (tests and tools)
     # =========================================================================================
 
-    def __init__(self, local=None, remote=None, *, secret=None, iss=None, **options):
+    def __init__(self, local=None, remote=None, *, secret=None, iss=None, MemPool mem_pool=None,
+                 **options):
         """Tcb(local=(addr, port), remote=(addr, port) or None, *, secret=None, iss=None,
-        **options).
+        mem_pool=None, **options).
 
-        ``options`` (times in seconds) are those of :data:`OPTION_NAMES`: mss, sndbuf, rcvbuf,
-        cc ("cubic" or "newreno"), nodelay, msl, rto_initial, rto_min, rto_max, syn_retries,
+        ``options`` (times in seconds) are those of :data:`OPTION_NAMES`: mss, sndbuf, rcvbuf
+        (fixed sizes, as SO_SNDBUF/SO_RCVBUF: auto-tuning off), sndbuf_max, rcvbuf_max
+        (auto-tuning ceilings, 4 MiB and 6 MiB by default), cc ("cubic" or "newreno"), nodelay, msl, rto_initial, rto_min, rto_max, syn_retries,
         retries, user_timeout, delack, keepalive, keepidle, keepintvl, keepcnt, fin_timeout,
         window_scaling, timestamps, sack, challenge_ack_limit, ttl, tso_max, csum_partial.
         ``secret`` is the RFC 6528 key as two 64-bit ints (random if not given); ``iss`` fixes
-        the initial sequence number instead (for tests of the wrap).
+        the initial sequence number instead (for tests of the wrap). ``mem_pool`` (a
+        ``tcpfast._ring.MemPool``) charges the connection's buffers to a shared memory limit.
         """
         cdef ip_repr ip
         config_update(&self.cfg, options)
@@ -1971,6 +2170,8 @@ cdef class Tcb:
         self.cfg.secret.k0 = secret[0]
         self.cfg.secret.k1 = secret[1]
         self.configure(&self.cfg)
+        if mem_pool is not None:
+            self.set_mem_pool(mem_pool.p)
         if local is not None:
             memset(&ip, 0, sizeof(ip))
             laddr = ipaddress.ip_address(local[0])
@@ -2110,6 +2311,10 @@ cdef class Tcb:
             rto=rtt_current_rto(&self.rtt), in_recovery=bool(self.in_recovery),
             dupacks=self.dupacks, recv_queue=self.rcvbuf.used,
             send_queue=self.sndbuf.used, send_space=ring_space(&self.sndbuf),
+            rcvbuf=self.cfg.rcvbuf, sndbuf=self.cfg.sndbuf, rcvbuf_cap=self.rcvbuf.cap,
+            sndbuf_cap=self.sndbuf.cap, rcvbuf_alloc=self.rcvbuf.size,
+            sndbuf_alloc=self.sndbuf.size, rcv_rtt=self.rcv_rtt_us or None,
+            rcvbuf_lock=bool(self.cfg.rcvbuf_lock), sndbuf_lock=bool(self.cfg.sndbuf_lock),
             fin_sent=bool(self.fin_sent), fin_acked=bool(self.fin_acked),
             rcv_fin=bool(self.rcv_fin), error=self.error, retries=self.retries,
             ooo_ranges=self.ooo.count,
@@ -2178,7 +2383,7 @@ cdef int64_t _check(int64_t r) except -1:
     return r
 
 
-OPTION_NAMES = ("mss", "sndbuf", "rcvbuf", "cc", "nodelay", "msl", "rto_initial", "rto_min",
+OPTION_NAMES = ("mss", "sndbuf", "rcvbuf", "sndbuf_max", "rcvbuf_max", "cc", "nodelay", "msl", "rto_initial", "rto_min",
                 "rto_max", "syn_retries", "retries", "user_timeout", "delack", "keepalive",
                 "keepidle", "keepintvl", "keepcnt", "fin_timeout", "window_scaling", "timestamps",
                 "sack", "challenge_ack_limit", "ttl", "tso_max", "csum_partial")
@@ -2207,9 +2412,18 @@ cdef int config_update(tcb_config* cfg, dict options) except -1:
         if key == "mss":
             cfg.mss = <uint16_t>_int_in(v, key, 88, 65495)
         elif key == "sndbuf":
+            # SO_SNDBUF: a fixed size; auto-tuning is off for this direction (SOCK_SNDBUF_LOCK).
             cfg.sndbuf = <uint32_t>_int_in(v, key, 1, 1 << 30)
+            cfg.sndbuf_lock = 1
         elif key == "rcvbuf":
             cfg.rcvbuf = <uint32_t>_int_in(v, key, 1, 1 << 30)
+            cfg.rcvbuf_lock = 1
+        elif key == "sndbuf_max":
+            # Auto-tuning ceilings (tcp_wmem[2] / tcp_rmem[2]); at or below the initial size
+            # (256 KiB) they turn auto-tuning off.
+            cfg.sndbuf_max = <uint32_t>_int_in(v, key, 0, 1 << 30)
+        elif key == "rcvbuf_max":
+            cfg.rcvbuf_max = <uint32_t>_int_in(v, key, 0, 1 << 30)
         elif key == "cc":
             if v not in ("cubic", "newreno"):
                 raise ValueError(f"cc must be 'cubic' or 'newreno', not {v!r}")

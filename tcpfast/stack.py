@@ -52,20 +52,26 @@ class Capture:
 
 class Stack:
     """Stack(address="198.18.0.2/24", *, kernel_address="198.18.0.1", address6=None,
-    kernel_address6=None, ifname="tcpf0", mtu=1500, offload=False, attach=False, **tcp_options)
+    kernel_address6=None, ifname="tcpf0", mtu=1500, offload=False, attach=False, mem_limit=None,
+    **tcp_options)
 
     ``address`` is the stack's own IPv4 address with the prefix of the link; ``kernel_address``
     is given to the kernel's end of the TUN device (``None`` with ``attach=True`` leaves an
     existing device as it is). ``address6``/``kernel_address6`` do the same for IPv6.
     ``offload=True`` asks the device for checksum offload and TSO (virtio-net headers).
     ``tcp_options`` are the defaults of every connection (see ``tcpfast._tcb.OPTION_NAMES``:
-    e.g. ``msl=0.5`` for short TIME-WAITs in tests, ``keepidle``, ``rto_min``, ``sndbuf``).
+    e.g. ``msl=0.5`` for short TIME-WAITs in tests, ``keepidle``, ``rto_min``; ``sndbuf``/``rcvbuf``
+    fix the buffer sizes as SO_SNDBUF/SO_RCVBUF do, turning auto-tuning off; ``sndbuf_max``/
+    ``rcvbuf_max`` are the auto-tuning ceilings, 4 MiB and 6 MiB by default).
+    ``mem_limit`` bounds the buffer memory of all the stack's connections together, in bytes
+    (default: 1/16 of the machine's physical memory, at least 64 MiB; see README "Buffers").
     """
 
     def __init__(self, address: str = "198.18.0.2/24", *, kernel_address: Optional[str] = "198.18.0.1",
                  address6: Optional[str] = None, kernel_address6: Optional[str] = None,
                  ifname: str = "tcpf0", mtu: int = 1500, offload: bool = False,
-                 attach: bool = False, **tcp_options: Any) -> None:
+                 attach: bool = False, mem_limit: Optional[int] = None,
+                 **tcp_options: Any) -> None:
         iface = ipaddress.IPv4Interface(address)
         self.address = str(iface.ip)
         self.prefixlen = iface.network.prefixlen
@@ -85,6 +91,10 @@ class Stack:
         self.offload = False
         self.attach = attach
         self.tcp_options = dict(tcp_options)
+        if mem_limit is not None and (isinstance(mem_limit, bool) or not isinstance(mem_limit, int)
+                                      or not 65536 <= mem_limit < (1 << 62)):
+            raise ValueError("mem_limit must be a number of bytes, at least 65536")
+        self.mem_limit = mem_limit
         # Check the options now rather than on the engine thread.
         from tcpfast._tcb import Tcb
         Tcb(**self.tcp_options)
@@ -116,7 +126,7 @@ class Stack:
                             addr4=ipaddress.IPv4Address(self.address).packed,
                             addr6=ipaddress.IPv6Address(self.address6).packed if self.address6 else None,
                             vnet_hdr=device.vnet_hdr, tso4=device.tso4, tso6=device.tso6,
-                            csum_offload=device.csum_offload)
+                            csum_offload=device.csum_offload, mem_limit=self.mem_limit)
             options = dict(self.tcp_options)
             if device.tso4 or device.tso6:
                 # Segments of up to 64 KiB: the device cuts them to the MSS (TSO).
