@@ -161,3 +161,4 @@ cdef class Impairer:
     cdef uint64_t kernel_drops[2]
     cdef readonly double cpu_seconds  # CPU time of the thread that ran the loop (last run)
     cdef int _loop(self) noexcept nogil
+    cdef void _release(self) noexcept

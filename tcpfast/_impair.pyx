@@ -406,10 +406,24 @@ cdef class Impairer:
             raise OSError(errno, "eventfd failed")
 
     def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
         direction_free(self.d[0])
         direction_free(self.d[1])
+        self.d[0] = self.d[1] = NULL
         if self.wake_fd >= 0:
             close(self.wake_fd)
+            self.wake_fd = -1
+
+    def close(self):
+        """close() -> None
+
+        Free the queues and the wake-up eventfd (not the sockets, which are the caller's).
+        Only once the loop has returned; :meth:`counters` is not available afterwards."""
+        if self.running:
+            raise RuntimeError("stop() it and wait for run() to return first")
+        self._release()
 
     def run(self):
         """run() -> str
@@ -419,6 +433,8 @@ cdef class Impairer:
         cdef int rc
         if self.running:
             raise RuntimeError("already running")
+        if self.d[0] == NULL:
+            raise RuntimeError("closed")
         cdef timespec c0, c1
         self.running = True
         try:
@@ -502,6 +518,8 @@ cdef class Impairer:
         cdef tpacket_stats st
         cdef socklen_t sl
         cdef dir_counters c
+        if self.d[0] == NULL:
+            raise RuntimeError("closed")
         out = {}
         for i, name in enumerate(("a_to_b", "b_to_a")):
             sl = sizeof(st)

@@ -110,6 +110,7 @@ class Forwarder:
         except BaseException:
             self._close_fds()
             raise
+        self.final: Optional[Dict[str, Dict[str, int]]] = None
         self.error: Optional[BaseException] = None
         self.reason: Optional[str] = None
         self.thread = threading.Thread(target=self._run, name="impairer", daemon=True)
@@ -151,17 +152,21 @@ class Forwarder:
         return self.impairer.cpu_seconds
 
     def stop(self, timeout: float = 10.0) -> Dict[str, Dict[str, int]]:
-        """Stop the loop, wait for the thread, close the sockets; returns the final counters."""
+        """Stop the loop, wait for the thread, close the sockets; returns the final counters
+        (again on later calls)."""
+        if self.final is not None:
+            return self.final
         self.impairer.stop()
         if self.thread.is_alive():
             self.thread.join(timeout)
         if self.thread.is_alive():
             raise RuntimeError(f"the impairer did not stop within {timeout} s")
-        counters = self.impairer.counters()
+        self.final = self.impairer.counters()
+        self.impairer.close()
         self._close_fds()
         if self.error is not None:
             raise self.error
-        return counters
+        return self.final
 
     def _close_fds(self) -> None:
         import os
@@ -173,8 +178,7 @@ class Forwarder:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.fds:
-            self.stop()
+        self.stop()
 
 
 # --- the ceiling ----------------------------------------------------------------------------------
