@@ -52,8 +52,8 @@ def worker_pids():
 def full_run(privileged, tmp_path_factory):
     """Every workload, both offload settings, short cases; JSON and chart written."""
     d = tmp_path_factory.mktemp("bench")
-    r = bench("--quick", "--duration", "0.3", "--connections", "300", "--streams", "20",
-              "--json", str(d / "r.json"), "--plot", str(d / "r.png"), cwd=d)
+    r = bench("--quick", "--duration", "0.3", "--wan-duration", "1", "--connections", "300",
+              "--streams", "20", "--json", str(d / "r.json"), "--plot", str(d / "r.png"), cwd=d)
     doc = json.loads((d / "r.json").read_text()) if (d / "r.json").exists() else None
     return r, doc, d
 
@@ -82,7 +82,7 @@ def test_every_workload_ran_on_both_stacks_at_both_offload_settings(full_run):
             assert row["ratio"] == pytest.approx(row["tcpfast"] / row["kernel"]), row
     # The table and the progress lines were shown.
     assert "ratio" in r.stdout and "bulk_recv" in r.stdout
-    assert "[ 1/32]" in r.stderr
+    assert f"[ 1/{len(ALL) * 4}]" in r.stderr
 
 
 def test_results_are_self_consistent(full_run):
@@ -90,7 +90,7 @@ def test_results_are_self_consistent(full_run):
     for c in doc["cases"]:
         local, peer = c["local"], c["peer"]
         name = c["workload"]
-        if name.startswith(("bulk", "loss")):
+        if name.startswith(("bulk", "loss", "wan")):
             # metrics() already refused a count or SHA-256 mismatch; the bytes moved were real.
             assert c["metrics"][0]["bytes"] > 0
         elif name == "rr":
@@ -125,6 +125,70 @@ def test_loss_was_applied_on_both_paths(full_run):
     for c in doc["cases"]:
         if c["workload"] == "bulk_send" and c["kind"] == "tcpfast":
             assert c["local"]["counters"].get("retransmits", 0) == 0
+
+
+def test_wan_cases_ran_through_the_impairer_beside_its_ceiling(full_run):
+    r, doc, _ = full_run
+    ceiling = doc["impairer_ceiling"]
+    assert ceiling["mtu"] == 1500 and ceiling["forwarded_packets"] > 0, ceiling
+    assert ceiling["pps"] > 0 and ceiling["gbps"] > 0 and ceiling["pps_per_core"] > 0
+    assert "impairer ceiling" in r.stdout
+    wan_cases = [c for c in doc["cases"] if c["workload"].startswith("wan")]
+    assert len(wan_cases) == 16
+    lost_and_seen = [0, 0]
+    for c in wan_cases:
+        lossy = c["workload"].startswith("wan_loss")
+        assert c["impairment"]["delay"] == 0.010
+        assert c["impairment"]["loss"] == (0.01 if lossy else 0.0)
+        imp = c["impairer"]
+        assert imp["stopped"] == "stopped" and imp["drained"] is True, imp
+        for way in ("local_to_peer", "peer_to_local"):
+            n = imp[way]
+            # Every packet of the connection crossed the impairer, and it lost only on purpose.
+            assert n["rx_packets"] > 0 and n["queued"] == 0, (c["workload"], c["kind"], n)
+            assert n["tx_packets"] + n["lost"] + n["queue_drops"] + n["tx_errors"] == \
+                n["rx_packets"] + n["duplicated"], n
+            if not lossy:
+                assert n["lost"] == 0
+        if lossy:
+            for way in ("local_to_peer", "peer_to_local"):
+                lost_and_seen[0] += imp[way]["lost"]
+                lost_and_seen[1] += imp[way]["rx_packets"]
+        # The measured end's packets are the ones the impairer saw (no other path exists); a
+        # last ACK or two may leave after its counters were read (a FIN retransmitted by the
+        # peer is answered after the workload returned). The kernel's OutSegs leaves out
+        # retransmitted segments, tcpfast's segments_out counts them.
+        counters = c["local"]["counters"]
+        if c["kind"] == "tcpfast":
+            sent = counters.get("segments_out", 0)
+        else:
+            sent = counters.get("Tcp.OutSegs", 0) + counters.get("Tcp.RetransSegs", 0)
+        if not c["offload"]:
+            assert sent <= imp["local_to_peer"]["rx_packets"] <= sent + 3, (c, counters, imp)
+        # Retransmissions by cause for both ends, from the stack's counters or the namespace's.
+        for end in ("local", "peer"):
+            rt = c[end]["retransmits"]
+            tcpfast_end = end == "local" and c["kind"] == "tcpfast"
+            assert rt["source"] == ("stack.stats()" if tcpfast_end else "/proc/net/netstat")
+            total = rt["deltas"]["retransmits" if tcpfast_end else "Tcp.RetransSegs"]
+            assert total is not None and total >= 0
+            assert set(rt["absent"]) == {k for k, v in rt["deltas"].items() if v is None}
+        # Of the packets lost in the direction of the data, at most three are pure ACKs (the
+        # handshake's last, a FIN's): four or more lost means the sender had to retransmit.
+        data_way = "local_to_peer" if c["workload"].endswith("_send") else "peer_to_local"
+        sender = c["local"] if c["workload"].endswith("_send") else c["peer"]
+        sender_total = sender["retransmits"]["deltas"].get(
+            "retransmits" if sender is c["local"] and c["kind"] == "tcpfast" else "Tcp.RetransSegs")
+        if imp[data_way]["lost"] >= 4:
+            assert sender_total > 0, (c["workload"], c["kind"], c["offload"], sender)
+    # The loss rate asked for (1 %), over every packet of the lossy cases (tens of thousands;
+    # the bounds are far beyond six standard deviations).
+    lost, seen = lost_and_seen
+    assert seen > 5000 and 0.005 <= lost / seen <= 0.02, lost_and_seen
+    assert "retransmits by cause" in r.stdout
+    for row in doc["rows"]:
+        if row["workload"].startswith("wan"):
+            assert row["tcpfast"] > 0 and row["kernel"] > 0
 
 
 def test_chart_is_a_png_and_nothing_is_left_behind(full_run):

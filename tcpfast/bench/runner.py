@@ -59,7 +59,7 @@ class Options:
     verify: bool = False
     # The WAN workloads: a case must last long enough to leave slow start behind (at 20 ms RTT
     # the window doubles 50 times a second, but the first seconds still weigh), so they run
-    # 8 s each, 3 s with --quick.
+    # 8 s each, 2 s with --quick.
     wan_duration: float = 8.0
     wan_delay: float = 0.010       # one way, each direction: 20 ms RTT
     wan_loss: float = 0.01         # each direction, wan_loss_* only
@@ -71,7 +71,7 @@ class Options:
     @classmethod
     def quick(cls, **overrides: Any) -> "Options":
         """Every workload, both offload settings, in well under a minute."""
-        base = dict(duration=0.6, connections=1000, hold=0.3, wan_duration=3.0)
+        base = dict(duration=0.6, connections=1000, hold=0.3, wan_duration=2.0)
         base.update(overrides)
         return cls(**base)
 

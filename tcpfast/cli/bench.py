@@ -23,7 +23,7 @@ Workloads:
 The WAN path is a user-space impairer (C, tcpfast._impair) between the measured end and its
 peer, the same for both stacks; the kernel here has no netem. Its own forwarding capacity
 (delay 0, MTU-sized packets) is measured before the first WAN case and printed beside the
-results. WAN cases last --wan-duration seconds (default 8, --quick 3) to get past slow start.
+results. WAN cases last --wan-duration seconds (default 8, --quick 2) to get past slow start.
 Loss and WAN cases also print their retransmissions by cause.
 
 The ratio column is tcpfast over the kernel (for latency, lower is better).
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", type=float, default=1.0, metavar="PERCENT",
                    help="packet loss of the loss_* workloads, each way (default 1)")
     p.add_argument("--wan-duration", type=float, metavar="S",
-                   help="seconds per WAN case (default 8; --quick 3)")
+                   help="seconds per WAN case (default 8; --quick 2)")
     p.add_argument("--rtt", type=float, default=20.0, metavar="MS",
                    help="round-trip time of the WAN path, half each way (default 20)")
     p.add_argument("--wan-loss", type=float, default=1.0, metavar="PERCENT",
