@@ -208,10 +208,12 @@ def calibrate(tag: str, mtu: int = 1500, seconds: float = 1.0,
     (:func:`tcpfast._impair.blast`, another thread of this process) sends MTU-sized UDP frames
     into one veth pair as fast as it can for ``seconds`` (at most ``max_packets``); the
     impairer forwards them to a second veth pair. Offloads are off on all four ends. The
-    ceiling is what the impairer forwarded per second. When its input socket dropped packets
-    (``kernel_drops``), it could not keep up and the figure is its capacity (``saturated``);
-    otherwise the generator was the slower one and the figure is a lower bound. Both ends share
-    the machine's cores, as the benchmark's ends do."""
+    ceiling is what the impairer forwarded per second (from its first packet in to its last
+    out). When it fell behind the generator (its input socket dropped packets, or it forwarded
+    more slowly than they were offered), the figure is its capacity (``saturated``); otherwise
+    the generator was the slower one and the figure is a lower bound. Both share the machine's
+    cores, as the benchmark's ends do, so ``pps_per_core`` (packets over the CPU time of the
+    impairer's thread) is given too."""
     import os
 
     from tcpfast._impair import blast
@@ -254,7 +256,10 @@ def calibrate(tag: str, mtu: int = 1500, seconds: float = 1.0,
             "offered_pps": sent / elapsed if elapsed > 0 else 0.0,
             "forwarded_packets": c["tx_packets"], "forward_seconds": span,
             "kernel_drops": c["kernel_drops"], "queue_drops": c["queue_drops"],
-            "tx_errors": c["tx_errors"], "saturated": c["kernel_drops"] > 0,
+            "tx_errors": c["tx_errors"],
+            # Behind the generator: its socket buffer overflowed, or forwarding took longer than
+            # the offer (a backlog built up in that buffer and was worked off afterwards).
+            "saturated": c["kernel_drops"] > 0 or (elapsed > 0 and pps < 0.95 * sent / elapsed),
             "pps": pps, "gbps": pps * mtu * 8 / 1e9, "cpu_seconds": cpu,
             # What one core running only the impairer would forward: its packets over the CPU
             # time its thread used (kernel work done in its system calls included).

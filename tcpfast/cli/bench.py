@@ -176,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     interrupted = False
     bench = runner.Run(options, _progress)
+    wan_note = (f" ({options.wan_duration:g} s per WAN case)"
+                if any(workloads.get(n).wan for n in options.workloads) else "")
     print(f"tcpfast bench: {len(options.workloads)} workloads x "
-          f"{len(options.offloads)} offload setting(s), {options.duration:g} s per case; "
+          f"{len(options.offloads)} offload setting(s), {options.duration:g} s per case"
+          f"{wan_note}; "
           f"namespaces {bench.ns_tun}, {bench.ns_a}, {bench.ns_b}", file=sys.stderr)
     try:
         with bench:
