@@ -24,9 +24,20 @@ ALL = list(workloads.WORKLOADS)
 
 
 def bench(*args, cwd, timeout=300):
+    """Run ``tcpfast bench``; the result also carries the run's pid (``.pid``), which names its
+    namespaces and is the ``parent`` of its workers."""
     # Run outside the checkout: `-m` would otherwise import the uncompiled source tree.
-    return subprocess.run([sys.executable, "-m", "tcpfast", "bench", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    p = subprocess.Popen([sys.executable, "-m", "tcpfast", "bench", *args], cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    r.pid = p.pid
+    return r
 
 
 def leftovers(pid):
@@ -35,13 +46,16 @@ def leftovers(pid):
     return [line.split()[0] for line in out.splitlines() if line.startswith(f"tcpfb-{pid}-")]
 
 
-def worker_pids():
+def worker_pids(parent):
+    """Workers of the run with pid ``parent`` (other runs may share the machine)."""
     found = []
+    mark = f'"parent": {parent},'.encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"tcpfast.bench.worker" in f.read():
+                    cmdline = f.read()
+                    if b"tcpfast.bench.worker" in cmdline and mark in cmdline:
                         found.append(int(entry))
             except OSError:
                 pass
@@ -197,8 +211,8 @@ def test_chart_is_a_png_and_nothing_is_left_behind(full_run):
     assert "chart:" in r.stdout
     assert not [n for n in test_netns.origin_links() if n.startswith("tfb")]
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "tcpfb-" not in out
-    assert not worker_pids()
+    assert not leftovers(r.pid)
+    assert not worker_pids(r.pid)
 
 
 def test_a_failing_case_is_reported_and_the_rest_still_runs(privileged, tmp_path):
@@ -211,7 +225,7 @@ def test_a_failing_case_is_reported_and_the_rest_still_runs(privileged, tmp_path
     doc = json.loads((tmp_path / "r.json").read_text())
     kernel = [c for c in doc["cases"] if c["kind"] == "kernel"]
     assert kernel and "error" not in kernel[0] and kernel[0]["metrics"][0]["value"] > 0
-    assert not worker_pids()
+    assert not worker_pids(r.pid)
 
 
 def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp_path):
@@ -234,7 +248,7 @@ def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp
             time.sleep(0.2)
         assert "[ 3/4] bulk_send" in "".join(err_chars), "".join(err_chars)
         time.sleep(1.0)                       # the case is running: its workers exist
-        assert leftovers(p.pid) and worker_pids()
+        assert leftovers(p.pid) and worker_pids(p.pid)
         p.send_signal(signal.SIGINT)
         out = p.stdout.read()
         p.wait(60)
@@ -247,7 +261,7 @@ def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp
     assert p.returncode == 130, out + err
     assert "interrupted" in err
     assert not leftovers(p.pid)
-    assert not worker_pids()
+    assert not worker_pids(p.pid)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["interrupted"] is True
     done = [c for c in doc["cases"] if c["workload"] == "idle" and "error" not in c]
@@ -271,6 +285,10 @@ def test_without_privilege_it_says_why_and_exits_2(monkeypatch, capsys):
     (["--duration", "-1"], "--duration"),
     (["--loss", "60"], "--loss"),
     (["--option", "novalue"], "KEY=VALUE"),
+    (["--wan-loss", "50"], "--wan-loss"),
+    (["--wan-duration", "0"], "--wan-duration"),
+    (["--rtt", "-1"], "--rtt"),
+    (["--workload", "wan_nope"], "unknown workload 'wan_nope'"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_made(args, message, capsys):
     from tcpfast.cli import main
@@ -321,6 +339,18 @@ def test_loss_rates_outside_the_range_are_refused():
     with pytest.raises(ValueError):
         loss.program(-0.1)
     assert len(loss.program(0.01)) % 8 == 0
+
+
+def test_workload_groups_name_both_directions():
+    assert workloads.expand(["wan_bulk", "wan_loss"]) == [
+        "wan_bulk_send", "wan_bulk_recv", "wan_loss_send", "wan_loss_recv"]
+    assert workloads.expand(["rr", "wan_bulk_recv", "wan_bulk"]) == [
+        "rr", "wan_bulk_recv", "wan_bulk_send"]
+    for name in ("wan_bulk_send", "wan_loss_recv"):
+        w = workloads.get(name)
+        assert w.wan and not w.uses_loss and w.wan_lossy == name.startswith("wan_loss")
+    with pytest.raises(ValueError):
+        workloads.expand(["wan"])
 
 
 def test_statistics_helpers():

@@ -208,6 +208,14 @@ def test_bad_parameters_are_refused():
 
 # --- tcpfast over the WAN path, the kernel as peer -------------------------------------------------
 
+def ip_in_receives():
+    """IP packets the calling thread's namespace has received (/proc/thread-self: the thread's
+    namespace, not the process's)."""
+    with open("/proc/thread-self/net/snmp") as f:
+        names, values = [line.split() for line in f if line.startswith("Ip:")][:2]
+    return int(values[names.index("InReceives")])
+
+
 def test_tcpfast_over_the_impairer_transfers_both_ways_intact(privileged):
     """Over TUN with the impairer: transfers both ways intact (SHA-256) at 1 % loss and 20 ms
     RTT, tcpfast at one end and the kernel at the other."""
@@ -222,6 +230,8 @@ def test_tcpfast_over_the_impairer_transfers_both_ways_intact(privileged):
         path.set_offload(False)
         stack = netns.call_in(path.ns_local, lambda: tcpfast.Stack(
             f"{wan.LOCAL}/{wan.PREFIX}", kernel_address=None, ifname="tfbwt0").start())
+        path.adopt_tun(stack.ifname)
+        ip_in_before = netns.call_in(path.ns_local, ip_in_receives)
         listener = netns.call_in(path.ns_peer, lambda: socket.create_server((wan.PEER, 0)))
         port = listener.getsockname()[1]
         data = {"up": os.urandom(size), "down": os.urandom(size)}
@@ -271,6 +281,9 @@ def test_tcpfast_over_the_impairer_transfers_both_ways_intact(privileged):
         assert c["a_to_b"]["lost"] > 0 and c["b_to_a"]["lost"] > 0, c
         assert elapsed > 0.1
         assert stack.stats()["retransmits"] > 0
+        # The local namespace's kernel never saw the stack's packets (dropped at the TUN's
+        # ingress hook after the impairer's socket had its copy).
+        assert netns.call_in(path.ns_local, ip_in_receives) == ip_in_before
     finally:
         if stack is not None:
             stack.stop()

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, asdict
 from typing import Any, Dict, Optional
 
-from tcpfast.bench import netns
+from tcpfast.bench import loss, netns
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -201,7 +201,7 @@ def udp_frame(dst_mac: str, src_mac: str, ip_len: int) -> bytes:
 
 
 def calibrate(tag: str, mtu: int = 1500, seconds: float = 1.0,
-              max_packets: int = 5_000_000) -> Dict[str, Any]:
+              max_packets: int = 5_000_000, silence: bool = True) -> Dict[str, Any]:
     """The impairer's own forwarding capacity here: delay 0, no loss, ``mtu``-byte packets.
 
     In a namespace of its own (``<tag>-cal``, removed afterwards) a load generator in C
@@ -228,6 +228,11 @@ def calibrate(tag: str, mtu: int = 1500, seconds: float = 1.0,
             netns.call_in(ns, lambda d=dev: netns.set_features(
                 d, {k: False for k in netns.FEATURES}))
             netns.ip("link", "set", dev, "up", ns=ns)
+        if silence:
+            # As on the WAN path: the kernel here drops what reaches the impairer's devices
+            # (and the sink) at the ingress hook, before its IP layer would.
+            for dev in ("tfbca", "tfbcb", "tfbcs"):
+                netns.call_in(ns, lambda d=dev: loss.silence(d))
         a = Port(ns, "tfbca", ethernet(CAL_MACS["tfbcg"], CAL_MACS["tfbca"]))
         b = Port(ns, "tfbcb", ethernet(CAL_MACS["tfbcs"], CAL_MACS["tfbcb"]))
         gen = open_port(Port(ns, "tfbcg"), vnet=False)

@@ -295,6 +295,8 @@ class Run:
             ns_peer, peer_host = self.ns_b, VETH_PEER
         try:
             local.info = json.loads(local.expect("READY", time.monotonic() + 60))
+            if over_wan and kind == "tcpfast":
+                self.wan_path(kind).adopt_tun(local.info["ifname"])
             peer = WorkerProcess(ns_peer, self._spec("kernel", peer_host, offload), self.o.python,
                                  f"kernel peer of {kind}")
             try:

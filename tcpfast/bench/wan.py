@@ -14,7 +14,8 @@ tcpfast, ``k`` for the kernel):
 So both stacks' packets cross the same impairer code with the same settings, and each end has a
 veth or TUN device of its own; the only difference is which TCP terminates the connection. The
 impairer's devices have no address and IP forwarding is off everywhere, so the kernels of those
-namespaces drop what they see there; ARP is never needed (static neighbour entries point at the
+namespaces drop what they see there, at the ingress hook (:func:`.loss.silence`), before their
+IP layer would spend time on it; ARP is never needed (static neighbour entries point at the
 impairer's MAC addresses) and IPv6 is off in these namespaces, so only the connection's IPv4
 packets travel. Nothing here ever reaches the machine's own interfaces.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from tcpfast.bench import netns
+from tcpfast.bench import loss, netns
 from tcpfast.bench.impair import Port, ethernet
 
 LOCAL, PEER, PREFIX = "198.18.0.2", "198.18.0.1", 24
@@ -67,11 +68,13 @@ class WanPath:
         netns.address_up(self.ns_peer, "tfbwp", f"{PEER}/{PREFIX}")
         netns.ip("neigh", "replace", LOCAL, "lladdr", MACS["tfbwi"], "dev", "tfbwp",
                  "nud", "permanent", ns=self.ns_peer)
+        netns.call_in(self.ns_imp, lambda: loss.silence("tfbwi"))
         self.defaults["tfbwi"] = netns.call_in(self.ns_imp, lambda: netns.get_features("tfbwi"))
         self.defaults["tfbwp"] = netns.call_in(self.ns_peer, lambda: netns.get_features("tfbwp"))
         if self.kind == "kernel":
             self._veth(self.ns_imp, "tfbwj", self.ns_local, "tfbwl")
             netns.ip("link", "set", "tfbwj", "up", ns=self.ns_imp)
+            netns.call_in(self.ns_imp, lambda: loss.silence("tfbwj"))
             netns.address_up(self.ns_local, "tfbwl", f"{LOCAL}/{PREFIX}")
             netns.ip("neigh", "replace", PEER, "lladdr", MACS["tfbwj"], "dev", "tfbwl",
                      "nud", "permanent", ns=self.ns_local)
@@ -94,6 +97,12 @@ class WanPath:
             read[dev] = netns.call_in(self._where(dev),
                                       lambda d=dev, w=want: netns.set_features(d, w))
         return read
+
+    def adopt_tun(self, tun_ifname: str) -> None:
+        """The tcpfast stack's TUN device is up in the local namespace: its kernel side drops
+        what the stack sends at the ingress hook, as the impairer's veth ends do (the
+        impairer's packet socket has its copy by then)."""
+        netns.call_in(self.ns_local, lambda: loss.silence(tun_ifname))
 
     def local_port(self, tun_ifname: Optional[str] = None) -> Port:
         """Side a of the impairer: the tcpfast stack's TUN device (``tun_ifname``, in the local

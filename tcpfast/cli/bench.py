@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="S",
                    help="seconds per throughput, latency and rate case (default 3; --quick 0.6)")
     p.add_argument("--workload", action="append", metavar="NAME[,NAME]",
-                   help=f"run only these ({', '.join(workloads.WORKLOADS)}); repeatable")
+                   help=f"run only these ({', '.join(workloads.WORKLOADS)}; "
+                        f"{', '.join(workloads.GROUPS)} name both directions); repeatable")
     p.add_argument("--offload", choices=("off", "on", "both"), default="both",
                    help="offload setting(s) to run (default both)")
     p.add_argument("--mtu", type=int, default=1500, help="MTU of the TUN device and veth pair")
