@@ -194,9 +194,16 @@ cdef void admit(direction* d, uint8_t* frame, uint32_t n, uint64_t now, uint64_t
     cdef uint32_t length, copies, k
     cdef queue_t* q
     cdef pkt_t* p
+    cdef uint32_t tot_len
     memcpy(&vh, frame, VNET_LEN)
     ip = frame + VNET_LEN + d.link_in
     length = n - VNET_LEN - d.link_in
+    # A frame padded to the Ethernet minimum carries bytes after the datagram: forward the
+    # datagram only (a TUN reader would take the padding for data). Not for a super-packet,
+    # whose header's total length the output's segmentation rewrites anyway.
+    tot_len = (<uint32_t>ip[2] << 8) | ip[3]
+    if vh.gso_type == 0 and 20 <= tot_len < length:
+        length = tot_len
     d.c.rx_packets += 1
     d.c.rx_bytes += length
     if d.c.first_rx_ns == 0:

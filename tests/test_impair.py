@@ -170,6 +170,29 @@ def test_a_full_queue_drops_and_counts(line):
     assert sorted(s for s, _ in arrivals) == list(range(10))
 
 
+def test_ethernet_padding_is_not_forwarded_as_data(line):
+    # A 28-byte datagram in a frame padded to the Ethernet minimum (60 bytes) leaves the
+    # impairer as the datagram alone.
+    s_ns, _, r_ns = line
+    frame = impair.udp_frame(MACS["tfbta"], MACS["tfbts"], 28)
+    padded = frame + bytes(60 - len(frame))
+    tx = impair.open_port(Port(s_ns, "tfbts"), vnet=False)
+    sniff = netns.call_in(r_ns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                                      socket.htons(0x0800)))
+    try:
+        netns.call_in(r_ns, lambda: sniff.bind(("tfbtr", 0x0800)))
+        sniff.settimeout(2)
+        with Forwarder(*ports(line), Impairment()) as fw:
+            os.write(tx, padded)
+            got = sniff.recv(2048)
+            c = fw.stop()["a_to_b"]
+        assert c["tx_packets"] == 1 and c["tx_bytes"] == 28
+        assert len(got) == 14 + 28 and got[14:] == frame[14:]
+    finally:
+        os.close(tx)
+        sniff.close()
+
+
 def test_stop_is_prompt_and_leaves_nothing_and_the_loop_sleeps(line):
     from tcpfast._impair import Impairer
 
