@@ -89,6 +89,13 @@ def test_every_workload_ran_on_both_stacks_at_both_offload_settings(full_run):
     # The tcpfast stack got the offload it was asked for (the runner says what it got).
     assert doc["features"]["tcpfast offload on"]["granted"] is True
     assert doc["features"]["tcpfast offload off"]["granted"] is False
+    assert doc["features"]["wan tcpfast offload on"]["tcpfast"]["granted"] is True
+    assert doc["features"]["wan tcpfast offload off"]["tcpfast"]["granted"] is False
+    # Offload off on the WAN path: every veth end of it has TSO and GSO off.
+    for kind in ("tcpfast", "kernel"):
+        for dev, feats in doc["features"][f"wan {kind} offload off"].items():
+            if dev != "tcpfast":
+                assert not feats["tcp-segmentation-offload"], (kind, dev, feats)
     # Every row compares the two; ratios where a ratio means something.
     for row in doc["rows"]:
         assert row["tcpfast"] is not None and row["kernel"] is not None, row
