@@ -162,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
         problem = netns.unavailable()
-        if problem is None and any(workloads.get(n).uses_loss for n in options.workloads):
+        # The loss workloads drop packets with an eBPF classifier, and the WAN path's devices
+        # drop their kernel's copies with one.
+        if problem is None and any(workloads.get(n).uses_loss or workloads.get(n).wan
+                                   for n in options.workloads):
             problem = loss.unavailable()
             if problem is not None:
                 problem = f"cannot load the packet-loss filter: {problem}"
