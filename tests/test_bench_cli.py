@@ -24,9 +24,20 @@ ALL = list(workloads.WORKLOADS)
 
 
 def bench(*args, cwd, timeout=300):
+    """Run ``tcpfast bench``; the result also carries the run's pid (``.pid``), which names its
+    namespaces and is the ``parent`` of its workers."""
     # Run outside the checkout: `-m` would otherwise import the uncompiled source tree.
-    return subprocess.run([sys.executable, "-m", "tcpfast", "bench", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    p = subprocess.Popen([sys.executable, "-m", "tcpfast", "bench", *args], cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    r.pid = p.pid
+    return r
 
 
 def leftovers(pid):
@@ -35,13 +46,16 @@ def leftovers(pid):
     return [line.split()[0] for line in out.splitlines() if line.startswith(f"tcpfb-{pid}-")]
 
 
-def worker_pids():
+def worker_pids(parent):
+    """Workers of the run with pid ``parent`` (other runs may share the machine)."""
     found = []
+    mark = f'"parent": {parent},'.encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"tcpfast.bench.worker" in f.read():
+                    cmdline = f.read()
+                    if b"tcpfast.bench.worker" in cmdline and mark in cmdline:
                         found.append(int(entry))
             except OSError:
                 pass
@@ -52,8 +66,8 @@ def worker_pids():
 def full_run(privileged, tmp_path_factory):
     """Every workload, both offload settings, short cases; JSON and chart written."""
     d = tmp_path_factory.mktemp("bench")
-    r = bench("--quick", "--duration", "0.3", "--connections", "300", "--streams", "20",
-              "--json", str(d / "r.json"), "--plot", str(d / "r.png"), cwd=d)
+    r = bench("--quick", "--duration", "0.3", "--wan-duration", "1", "--connections", "300",
+              "--streams", "20", "--json", str(d / "r.json"), "--plot", str(d / "r.png"), cwd=d)
     doc = json.loads((d / "r.json").read_text()) if (d / "r.json").exists() else None
     return r, doc, d
 
@@ -75,6 +89,13 @@ def test_every_workload_ran_on_both_stacks_at_both_offload_settings(full_run):
     # The tcpfast stack got the offload it was asked for (the runner says what it got).
     assert doc["features"]["tcpfast offload on"]["granted"] is True
     assert doc["features"]["tcpfast offload off"]["granted"] is False
+    assert doc["features"]["wan tcpfast offload on"]["tcpfast"]["granted"] is True
+    assert doc["features"]["wan tcpfast offload off"]["tcpfast"]["granted"] is False
+    # Offload off on the WAN path: every veth end of it has TSO and GSO off.
+    for kind in ("tcpfast", "kernel"):
+        for dev, feats in doc["features"][f"wan {kind} offload off"].items():
+            if dev != "tcpfast":
+                assert not feats["tcp-segmentation-offload"], (kind, dev, feats)
     # Every row compares the two; ratios where a ratio means something.
     for row in doc["rows"]:
         assert row["tcpfast"] is not None and row["kernel"] is not None, row
@@ -82,7 +103,7 @@ def test_every_workload_ran_on_both_stacks_at_both_offload_settings(full_run):
             assert row["ratio"] == pytest.approx(row["tcpfast"] / row["kernel"]), row
     # The table and the progress lines were shown.
     assert "ratio" in r.stdout and "bulk_recv" in r.stdout
-    assert "[ 1/32]" in r.stderr
+    assert f"[ 1/{len(ALL) * 4}]" in r.stderr
 
 
 def test_results_are_self_consistent(full_run):
@@ -90,7 +111,7 @@ def test_results_are_self_consistent(full_run):
     for c in doc["cases"]:
         local, peer = c["local"], c["peer"]
         name = c["workload"]
-        if name.startswith(("bulk", "loss")):
+        if name.startswith(("bulk", "loss", "wan")):
             # metrics() already refused a count or SHA-256 mismatch; the bytes moved were real.
             assert c["metrics"][0]["bytes"] > 0
         elif name == "rr":
@@ -127,14 +148,78 @@ def test_loss_was_applied_on_both_paths(full_run):
             assert c["local"]["counters"].get("retransmits", 0) == 0
 
 
+def test_wan_cases_ran_through_the_impairer_beside_its_ceiling(full_run):
+    r, doc, _ = full_run
+    ceiling = doc["impairer_ceiling"]
+    assert ceiling["mtu"] == 1500 and ceiling["forwarded_packets"] > 0, ceiling
+    assert ceiling["pps"] > 0 and ceiling["gbps"] > 0 and ceiling["pps_per_core"] > 0
+    assert "impairer ceiling" in r.stdout
+    wan_cases = [c for c in doc["cases"] if c["workload"].startswith("wan")]
+    assert len(wan_cases) == 16
+    lost_and_seen = [0, 0]
+    for c in wan_cases:
+        lossy = c["workload"].startswith("wan_loss")
+        assert c["impairment"]["delay"] == 0.010
+        assert c["impairment"]["loss"] == (0.01 if lossy else 0.0)
+        imp = c["impairer"]
+        assert imp["stopped"] == "stopped" and imp["drained"] is True, imp
+        for way in ("local_to_peer", "peer_to_local"):
+            n = imp[way]
+            # Every packet of the connection crossed the impairer, and it lost only on purpose.
+            assert n["rx_packets"] > 0 and n["queued"] == 0, (c["workload"], c["kind"], n)
+            assert n["tx_packets"] + n["lost"] + n["queue_drops"] + n["tx_errors"] == \
+                n["rx_packets"] + n["duplicated"], n
+            if not lossy:
+                assert n["lost"] == 0
+        if lossy:
+            for way in ("local_to_peer", "peer_to_local"):
+                lost_and_seen[0] += imp[way]["lost"]
+                lost_and_seen[1] += imp[way]["rx_packets"]
+        # The measured end's packets are the ones the impairer saw (no other path exists); a
+        # last ACK or two may leave after its counters were read (a FIN retransmitted by the
+        # peer is answered after the workload returned). The kernel's OutSegs leaves out
+        # retransmitted segments, tcpfast's segments_out counts them.
+        counters = c["local"]["counters"]
+        if c["kind"] == "tcpfast":
+            sent = counters.get("segments_out", 0)
+        else:
+            sent = counters.get("Tcp.OutSegs", 0) + counters.get("Tcp.RetransSegs", 0)
+        if not c["offload"]:
+            assert sent <= imp["local_to_peer"]["rx_packets"] <= sent + 3, (c, counters, imp)
+        # Retransmissions by cause for both ends, from the stack's counters or the namespace's.
+        for end in ("local", "peer"):
+            rt = c[end]["retransmits"]
+            tcpfast_end = end == "local" and c["kind"] == "tcpfast"
+            assert rt["source"] == ("stack.stats()" if tcpfast_end else "/proc/net/netstat")
+            total = rt["deltas"]["retransmits" if tcpfast_end else "Tcp.RetransSegs"]
+            assert total is not None and total >= 0
+            assert set(rt["absent"]) == {k for k, v in rt["deltas"].items() if v is None}
+        # Of the packets lost in the direction of the data, at most three are pure ACKs (the
+        # handshake's last, a FIN's): four or more lost means the sender had to retransmit.
+        data_way = "local_to_peer" if c["workload"].endswith("_send") else "peer_to_local"
+        sender = c["local"] if c["workload"].endswith("_send") else c["peer"]
+        sender_total = sender["retransmits"]["deltas"].get(
+            "retransmits" if sender is c["local"] and c["kind"] == "tcpfast" else "Tcp.RetransSegs")
+        if imp[data_way]["lost"] >= 4:
+            assert sender_total > 0, (c["workload"], c["kind"], c["offload"], sender)
+    # The loss rate asked for (1 %), over every packet of the lossy cases (tens of thousands;
+    # the bounds are far beyond six standard deviations).
+    lost, seen = lost_and_seen
+    assert seen > 5000 and 0.005 <= lost / seen <= 0.02, lost_and_seen
+    assert "retransmits by cause" in r.stdout
+    for row in doc["rows"]:
+        if row["workload"].startswith("wan"):
+            assert row["tcpfast"] > 0 and row["kernel"] > 0
+
+
 def test_chart_is_a_png_and_nothing_is_left_behind(full_run):
     r, _, d = full_run
     assert (d / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "chart:" in r.stdout
     assert not [n for n in test_netns.origin_links() if n.startswith("tfb")]
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "tcpfb-" not in out
-    assert not worker_pids()
+    assert not leftovers(r.pid)
+    assert not worker_pids(r.pid)
 
 
 def test_a_failing_case_is_reported_and_the_rest_still_runs(privileged, tmp_path):
@@ -147,7 +232,7 @@ def test_a_failing_case_is_reported_and_the_rest_still_runs(privileged, tmp_path
     doc = json.loads((tmp_path / "r.json").read_text())
     kernel = [c for c in doc["cases"] if c["kind"] == "kernel"]
     assert kernel and "error" not in kernel[0] and kernel[0]["metrics"][0]["value"] > 0
-    assert not worker_pids()
+    assert not worker_pids(r.pid)
 
 
 def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp_path):
@@ -170,7 +255,7 @@ def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp
             time.sleep(0.2)
         assert "[ 3/4] bulk_send" in "".join(err_chars), "".join(err_chars)
         time.sleep(1.0)                       # the case is running: its workers exist
-        assert leftovers(p.pid) and worker_pids()
+        assert leftovers(p.pid) and worker_pids(p.pid)
         p.send_signal(signal.SIGINT)
         out = p.stdout.read()
         p.wait(60)
@@ -183,7 +268,7 @@ def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp
     assert p.returncode == 130, out + err
     assert "interrupted" in err
     assert not leftovers(p.pid)
-    assert not worker_pids()
+    assert not worker_pids(p.pid)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["interrupted"] is True
     done = [c for c in doc["cases"] if c["workload"] == "idle" and "error" not in c]
@@ -207,6 +292,10 @@ def test_without_privilege_it_says_why_and_exits_2(monkeypatch, capsys):
     (["--duration", "-1"], "--duration"),
     (["--loss", "60"], "--loss"),
     (["--option", "novalue"], "KEY=VALUE"),
+    (["--wan-loss", "50"], "--wan-loss"),
+    (["--wan-duration", "0"], "--wan-duration"),
+    (["--rtt", "-1"], "--rtt"),
+    (["--workload", "wan_nope"], "unknown workload 'wan_nope'"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_made(args, message, capsys):
     from tcpfast.cli import main
@@ -257,6 +346,18 @@ def test_loss_rates_outside_the_range_are_refused():
     with pytest.raises(ValueError):
         loss.program(-0.1)
     assert len(loss.program(0.01)) % 8 == 0
+
+
+def test_workload_groups_name_both_directions():
+    assert workloads.expand(["wan_bulk", "wan_loss"]) == [
+        "wan_bulk_send", "wan_bulk_recv", "wan_loss_send", "wan_loss_recv"]
+    assert workloads.expand(["rr", "wan_bulk_recv", "wan_bulk"]) == [
+        "rr", "wan_bulk_recv", "wan_bulk_send"]
+    for name in ("wan_bulk_send", "wan_loss_recv"):
+        w = workloads.get(name)
+        assert w.wan and not w.uses_loss and w.wan_lossy == name.startswith("wan_loss")
+    with pytest.raises(ValueError):
+        workloads.expand(["wan"])
 
 
 def test_statistics_helpers():

@@ -60,12 +60,21 @@ def program(rate: float) -> bytes:
     ])
 
 
+def program_drop_all() -> bytes:
+    """A classifier that drops every packet (``TC_ACT_SHOT``)."""
+    return _insn(0xB7, 0, 0, 0, 2) + _insn(0x95)        # r0 = TC_ACT_SHOT; exit
+
+
 def load(rate: float) -> int:
     """Load the program for ``rate``; returns its fd (the caller closes it once attached)."""
+    return load_code(program(rate))
+
+
+def load_code(code: bytes) -> int:
+    """Load classifier ``code``; returns its fd (the caller closes it once attached)."""
     nr = _SYS_BPF.get(platform.machine())
     if nr is None:
         raise OSError(f"no bpf(2) syscall number known for {platform.machine()}")
-    code = program(rate)
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(16384)
@@ -86,9 +95,19 @@ def load(rate: float) -> int:
 def attach(ifname: str, rate: float, hooks: tuple = ("ingress", "egress")) -> None:
     """Drop ``rate`` of the IP packets crossing ``ifname`` (in the calling thread's namespace) at
     each of ``hooks``: egress is what the device's own stack sends, ingress what it receives."""
+    _attach(ifname, load(rate), hooks)
+
+
+def silence(ifname: str) -> None:
+    """Drop everything ``ifname`` receives before the namespace's own stack sees it (packet
+    sockets bound to the device still get a copy: they are served before the ingress hook).
+    The impairer's devices use it: their kernel has nothing to do with the packets crossing."""
+    _attach(ifname, load_code(program_drop_all()), ("ingress",))
+
+
+def _attach(ifname: str, fd: int, hooks: tuple) -> None:
     from pyroute2 import IPRoute
 
-    fd = load(rate)
     try:
         with IPRoute() as ipr:
             (index,) = ipr.link_lookup(ifname=ifname)

@@ -122,6 +122,94 @@ def table(rs: List[Dict[str, Any]], out: TextIO) -> None:
         print(f"FAILED {name} offload {'on' if off else 'off'} ({kind}): {err}", file=out)
 
 
+# --- retransmissions by cause and the impairer's ceiling ------------------------------------------
+
+# (label, counter) per stack; a label is shown when the stack has the counter. The kernel's
+# TCPTimeouts and tcpfast's rto_expirations count timer expirations (events), the rest segments
+# or probes as named.
+TCPFAST_CAUSES = (("total", ("retransmits",)), ("rto", ("retrans_rto",)),
+                  ("fast", ("retrans_fast",)), ("rack", ("retrans_rack",)),
+                  ("tlp", ("retrans_tlp",)), ("rto events", ("rto_expirations",)),
+                  ("fast recoveries", ("fast_retransmits",)), ("tlp probes", ("tlp_probes",)),
+                  ("spurious", ("spurious_retrans",)), ("spurious rto", ("spurious_rtos",)),
+                  ("dsack in", ("dsack_in",)), ("dsack out", ("dsack_out",)),
+                  ("undo", ("undo_events",)))
+KERNEL_CAUSES = (("total", ("Tcp.RetransSegs",)), ("fast", ("TcpExt.TCPFastRetrans",)),
+                 ("slow start", ("TcpExt.TCPSlowStartRetrans",)),
+                 ("rto events", ("TcpExt.TCPTimeouts",)), ("tlp probes", ("TcpExt.TCPLossProbes",)),
+                 ("tlp recovered", ("TcpExt.TCPLossProbeRecovery",)),
+                 ("lost rexmit", ("TcpExt.TCPLostRetransmit",)),
+                 ("spurious rto", ("TcpExt.TCPSpuriousRTOs",)),
+                 ("dsack in", ("TcpExt.TCPDSACKRecv",)),
+                 ("dsack out", ("TcpExt.TCPDSACKOldSent", "TcpExt.TCPDSACKOfoSent")),
+                 ("undo", ("TcpExt.TCPDSACKUndo", "TcpExt.TCPLossUndo")))
+
+
+def causes(record: Optional[Dict[str, Any]], tcpfast: bool) -> List[Tuple[str, Optional[int]]]:
+    """(label, count) of a worker's ``retransmits`` record; None where the stack lacks it."""
+    deltas = (record or {}).get("deltas", {})
+    out = []
+    for label, names in (TCPFAST_CAUSES if tcpfast else KERNEL_CAUSES):
+        values = [deltas.get(n) for n in names]
+        out.append((label, None if any(v is None for v in values) else sum(values)))
+    return out
+
+
+def retransmit_lines(cases: List[Dict[str, Any]], out: TextIO) -> None:
+    """A compact "retransmits by cause" line per loss and WAN case: the measured end's, and for
+    the receiving workloads also the peer's (the kernel, which is then the sender)."""
+    lines = []
+    for c in cases:
+        if c.get("error") or not c["workload"].startswith(("loss", "wan")):
+            continue
+        ends = [("local", c["kind"] == "tcpfast", c.get("local"))]
+        if c["workload"].endswith("_recv"):
+            ends.append(("peer", False, c.get("peer")))
+        for end, is_tcpfast, result in ends:
+            pairs = causes((result or {}).get("retransmits"), is_tcpfast)
+            shown = ", ".join(f"{label} {v:,}" for label, v in pairs if v is not None)
+            absent = [label for label, v in pairs if v is None]
+            who = c["kind"] if end == "local" else "its kernel peer"
+            lines.append(f"  {c['workload']:<14} {'on ' if c['offload'] else 'off'} "
+                         f"{who:<15} {shown}" + (f" (n/a: {', '.join(absent)})" if absent else ""))
+    if lines:
+        print("\nretransmits by cause (deltas over each case):", file=out)
+        for line in lines:
+            print(line, file=out)
+
+
+def ceiling_line(ceiling: Optional[Dict[str, Any]], cases: List[Dict[str, Any]],
+                 out: TextIO) -> None:
+    """The impairer's measured ceiling beside the WAN results, and a warning for each WAN case
+    whose throughput came within 80 % of it (the impairer may then have been the limit)."""
+    if ceiling is None:
+        return
+    if ceiling.get("error"):
+        print(f"\nimpairer ceiling: not measured ({ceiling['error']})", file=out)
+        return
+    bound = "" if ceiling["saturated"] else "at least "
+    print(f"\nimpairer ceiling (delay 0, no loss, {ceiling['mtu']}-byte packets, one direction): "
+          f"{bound}{ceiling['pps']:,.0f} packets/s = {ceiling['gbps']:.2f} Gbit/s measured"
+          f"{'' if ceiling['saturated'] else ' (the load generator was the slower)'}; "
+          f"{ceiling['pps_per_core']:,.0f} packets/s = {ceiling['gbps_per_core']:.2f} Gbit/s "
+          f"per CPU-second of its thread", file=out)
+    for c in cases:
+        if not c["workload"].startswith("wan") or c.get("error") or c["offload"]:
+            continue
+        m = _value(c, "throughput")
+        if m is not None and m["value"] >= 0.8 * ceiling["gbps"]:
+            print(f"NOTE {c['workload']} offload off ({c['kind']}): {m['value']:.2f} Gbit/s is "
+                  f"within 80 % of the impairer's ceiling; the path may be the limit", file=out)
+    for c in cases:
+        imp = c.get("impairer") or {}
+        for direction, cnt in imp.items():
+            if isinstance(cnt, dict) and (cnt.get("kernel_drops") or cnt.get("queue_drops")):
+                print(f"NOTE {c['workload']} offload {'on' if c['offload'] else 'off'} "
+                      f"({c['kind']}): the impairer dropped packets it did not mean to "
+                      f"({direction}: {cnt.get('kernel_drops', 0)} socket-buffer drops, "
+                      f"{cnt.get('queue_drops', 0)} queue drops)", file=out)
+
+
 def write_json(path: str, doc: Dict[str, Any]) -> None:
     with open(path, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=False)

@@ -14,6 +14,12 @@ socket factory differs. Offload ``off`` is ``Stack(offload=False)`` against veth
 scatter-gather, TSO, GSO and GRO all switched off; ``on`` is ``Stack(offload=True)`` (virtio-net
 header, checksum offload and TSO on the TUN device) against veth's default features.
 Loss (the ``loss_*`` workloads) is added on the peer's device, both ways (:mod:`.loss`).
+
+The ``wan_*`` workloads run over a WAN path of their own for each stack (:mod:`.wan`:
+local end ⇄ impairer ⇄ peer, three namespaces per stack, addresses 198.18.0.2 and 198.18.0.1),
+the impairer (:mod:`.impair`, C without the GIL) running in a thread of this process for the
+length of the case, with the same delay and loss for both stacks. Before the first WAN case the
+impairer's own ceiling is measured (:func:`.impair.calibrate`) and kept in :attr:`Run.ceiling`.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from tcpfast.bench import loss, netns, workloads
+from tcpfast.bench import impair, loss, netns, wan, workloads
 
 TUN_LOCAL, TUN_PEER, TUN_PREFIX = "198.18.0.2", "198.18.0.1", 24
 VETH_LOCAL, VETH_PEER, VETH_PREFIX = "198.18.1.1", "198.18.1.2", 24
@@ -51,13 +57,21 @@ class Options:
     chunk: int = 256 * 1024
     io_timeout: float = 15.0
     verify: bool = False
+    # The WAN workloads: a case must last long enough to leave slow start behind (at 20 ms RTT
+    # the window doubles 50 times a second, but the first seconds still weigh), so they run
+    # 8 s each, 2 s with --quick.
+    wan_duration: float = 8.0
+    wan_delay: float = 0.010       # one way, each direction: 20 ms RTT
+    wan_loss: float = 0.01         # each direction, wan_loss_* only
+    seed: int = 1
+    calibrate: bool = True
     python: str = sys.executable
     stack_options: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls, **overrides: Any) -> "Options":
-        """Every workload, both offload settings, in well under a minute."""
-        base = dict(duration=0.6, connections=1000, hold=0.3)
+        """Every workload, both offload settings, in about 75 s (WAN cases 2 s each)."""
+        base = dict(duration=0.6, connections=1000, hold=0.3, wan_duration=2.0)
         base.update(overrides)
         return cls(**base)
 
@@ -160,7 +174,10 @@ class Run:
         tag = f"{netns.PREFIX}{os.getpid()}"
         self.ns_tun, self.ns_a, self.ns_b = f"{tag}-tun", f"{tag}-va", f"{tag}-vb"
         self.made: List[str] = []
-        self.pairs: Dict[Tuple[str, bool], Tuple[WorkerProcess, WorkerProcess]] = {}
+        self.tag = tag
+        self.pairs: Dict[Tuple[str, bool, bool], Tuple[WorkerProcess, WorkerProcess]] = {}
+        self.wan_paths: Dict[str, wan.WanPath] = {}
+        self.ceiling: Optional[Dict[str, Any]] = None
         self.veth_defaults: Dict[str, Dict[str, bool]] = {}
         self.features: Dict[str, Any] = {}
         self.links_before = set(netns.links())
@@ -194,6 +211,13 @@ class Run:
             for w in pair:
                 w.close(grace=5)
         self.pairs.clear()
+        for path in self.wan_paths.values():
+            try:
+                path.close()
+            except Exception as exc:  # noqa: BLE001 - keep removing the others
+                print(f"warning: could not remove the WAN path of {path.kind}: {exc}",
+                      file=sys.stderr)
+        self.wan_paths.clear()
         for ns in reversed(self.made):
             try:
                 netns.remove(ns)
@@ -219,16 +243,44 @@ class Run:
         return dict(factory=factory, host=host, parent=os.getpid(), mtu=self.o.mtu,
                     offload=offload, nofile=nofile, **extra)
 
-    def pair(self, kind: str, offload: bool) -> Tuple[WorkerProcess, WorkerProcess]:
-        """The (local, peer) workers of ``kind`` at this offload setting, started on first use."""
-        key = (kind, offload)
+    def wan_path(self, kind: str) -> wan.WanPath:
+        """The WAN path of ``kind``, made on first use."""
+        path = self.wan_paths.get(kind)
+        if path is None:
+            path = wan.WanPath(self.tag, kind, self.o.mtu)
+            self.wan_paths[kind] = path      # registered first: close() removes a half-made one
+            path.setup()
+            self.check_isolation()
+        return path
+
+    def pair(self, kind: str, offload: bool,
+             over_wan: bool = False) -> Tuple[WorkerProcess, WorkerProcess]:
+        """The (local, peer) workers of ``kind`` at this offload setting (on the WAN path with
+        ``over_wan``), started on first use."""
+        key = (kind, offload, over_wan)
         pair = self.pairs.get(key)
         if pair is not None and all(w.alive() for w in pair):
             return pair
         self.drop_pair(key)
         for other in [k for k in self.pairs if k[1] != offload]:
             self.drop_pair(other)              # one setting at a time: the TUN device goes too
-        if kind == "tcpfast":
+        if over_wan:
+            path = self.wan_path(kind)
+            self.features[f"wan {kind} offload {'on' if offload else 'off'}"] = \
+                path.set_offload(offload)
+            if kind == "tcpfast":
+                self.tun_index += 1
+                # The TUN's kernel side gets no IPv4 address: what the stack sends is for the
+                # impairer's packet socket only, and that namespace's kernel drops it.
+                local = WorkerProcess(path.ns_local, self._spec(
+                    "tcpfast", wan.LOCAL, offload, address=f"{wan.LOCAL}/{wan.PREFIX}",
+                    kernel_address=None, ifname=f"tfbwt{self.tun_index}",
+                    stack_options=self.o.stack_options), self.o.python, "tcpfast (WAN)")
+            else:
+                local = WorkerProcess(path.ns_local, self._spec("kernel", wan.LOCAL, offload),
+                                      self.o.python, "kernel (local, WAN)")
+            ns_peer, peer_host = path.ns_peer, wan.PEER
+        elif kind == "tcpfast":
             self.tun_index += 1
             ifname = f"tfbt{self.tun_index}"
             local = WorkerProcess(self.ns_tun, self._spec(
@@ -243,6 +295,8 @@ class Run:
             ns_peer, peer_host = self.ns_b, VETH_PEER
         try:
             local.info = json.loads(local.expect("READY", time.monotonic() + 60))
+            if over_wan and kind == "tcpfast":
+                self.wan_path(kind).adopt_tun(local.info["ifname"])
             peer = WorkerProcess(ns_peer, self._spec("kernel", peer_host, offload), self.o.python,
                                  f"kernel peer of {kind}")
             try:
@@ -254,13 +308,17 @@ class Run:
             local.close(grace=1)
             raise
         if kind == "tcpfast":
-            self.features[f"tcpfast offload {'on' if offload else 'off'}"] = {
-                "requested": offload, "granted": local.info.get("offload_granted")}
+            granted = {"requested": offload, "granted": local.info.get("offload_granted")}
+            if over_wan:
+                self.features[f"wan tcpfast offload {'on' if offload else 'off'}"]["tcpfast"] = \
+                    granted
+            else:
+                self.features[f"tcpfast offload {'on' if offload else 'off'}"] = granted
         self.pairs[key] = (local, peer)
         self.check_isolation()
         return local, peer
 
-    def drop_pair(self, key: Tuple[str, bool]) -> None:
+    def drop_pair(self, key: Tuple[str, bool, bool]) -> None:
         pair = self.pairs.pop(key, None)
         if pair is not None:
             for w in pair:
@@ -285,31 +343,68 @@ class Run:
 
     # --- one case -----------------------------------------------------------------------------
 
+    def impairment(self, w: workloads.Workload) -> impair.Impairment:
+        """What the WAN path does to each direction in workload ``w``."""
+        return impair.Impairment(delay=self.o.wan_delay,
+                                 loss=self.o.wan_loss if w.wan_lossy else 0.0, seed=self.o.seed)
+
+    def measure_ceiling(self) -> Dict[str, Any]:
+        """The impairer's forwarding capacity here (measured once per run)."""
+        if self.ceiling is None:
+            try:
+                self.ceiling = impair.calibrate(self.tag, self.o.mtu)
+            except Exception as exc:  # noqa: BLE001 - reported beside the WAN results
+                self.ceiling = {"error": f"{type(exc).__name__}: {exc}"}
+        return self.ceiling
+
     def run_case(self, name: str, kind: str, offload: bool) -> Dict[str, Any]:
         w = workloads.get(name)
         params = self.o.params()
+        if w.wan:
+            params["duration"] = self.o.wan_duration
         case: Dict[str, Any] = {"workload": name, "kind": kind, "offload": offload}
         started = time.monotonic()
         lossy: Optional[Tuple[str, str]] = None
+        forwarder: Optional[impair.Forwarder] = None
         try:
-            local, peer = self.pair(kind, offload)
+            local, peer = self.pair(kind, offload, over_wan=w.wan)
             if w.uses_loss:
                 lossy = self._loss_place(kind, local)
                 ns, dev = lossy
                 netns.call_in(ns, lambda: loss.attach(dev, self.o.loss))
                 case["loss"] = self.o.loss
+            if w.wan:
+                path = self.wan_path(kind)
+                imp = self.impairment(w)
+                case["impairment"] = imp.as_dict()
+                forwarder = impair.Forwarder(path.local_port(local.info.get("ifname")),
+                                             path.peer_port(), imp,
+                                             max_seconds=w.timeout(params) + 60).start()
             port = int(peer.ask({"op": "serve", "workload": name, "params": params}, "PORT", 30))
-            host = TUN_PEER if kind == "tcpfast" else VETH_PEER
+            if w.wan:
+                host = wan.PEER
+            else:
+                host = TUN_PEER if kind == "tcpfast" else VETH_PEER
             case["local"] = json.loads(local.ask(
                 {"op": "run", "workload": name, "params": params, "host": host, "port": port},
                 "RESULT", w.timeout(params)))
             case["peer"] = json.loads(peer.ask({"op": "collect", "timeout": 20}, "RESULT", 30))
         except BaseException as exc:
             case["error"] = f"{type(exc).__name__}: {exc}"
-            self.drop_pair((kind, offload))        # start afresh for the next case
+            self.drop_pair((kind, offload, w.wan))  # start afresh for the next case
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         finally:
+            if forwarder is not None:
+                try:
+                    drained = forwarder.drain() if "error" not in case else False
+                    # Side a is the local end: a_to_b is what it sent, b_to_a what it got.
+                    c = forwarder.stop()
+                    case["impairer"] = {"local_to_peer": c["a_to_b"], "peer_to_local": c["b_to_a"],
+                                        "stopped": forwarder.reason, "drained": drained,
+                                        "cpu_seconds": forwarder.cpu_seconds}
+                except Exception as exc:  # noqa: BLE001 - the case fails with the reason
+                    case.setdefault("error", f"impairer: {type(exc).__name__}: {exc}")
             if lossy is not None:
                 ns, dev = lossy
                 try:
@@ -335,6 +430,9 @@ class Run:
         before and after each case."""
         plan = [(name, kind, off) for off in self.o.offloads for name in self.o.workloads
                 for kind in KINDS]
+        if self.o.calibrate and any(workloads.get(n).wan for n in self.o.workloads):
+            self.progress("calibrate", {})
+            self.progress("calibrated", {"ceiling": self.measure_ceiling()})
         for i, (name, kind, off) in enumerate(plan, 1):
             info = {"index": i, "total": len(plan), "workload": name, "kind": kind, "offload": off}
             self.progress("start", info)

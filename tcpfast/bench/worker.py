@@ -38,6 +38,21 @@ NETSTAT_KEYS = ("Tcp.RetransSegs", "Tcp.InSegs", "Tcp.OutSegs", "TcpExt.TCPTimeo
                 "TcpExt.TCPFastRetrans", "TcpExt.TCPSackRecovery", "TcpExt.TCPLossProbes",
                 "TcpExt.TCPOFOQueue")
 
+# Retransmissions by cause, every name reported (absent ones as None): tcpfast's per-connection
+# counters summed by stack.stats() (the retrans_* ... undo_events family arrives with the new
+# loss recovery; read with .get so that this works before and after it), and the kernel's from
+# /proc/net/snmp and /proc/net/netstat of the worker's namespace, which holds only its own end.
+STACK_RETRANS = ("retransmits", "rto_expirations", "fast_retransmits", "retrans_rto",
+                 "retrans_fast", "retrans_rack", "retrans_tlp", "tlp_probes", "spurious_retrans",
+                 "spurious_rtos", "dsack_in", "dsack_out", "undo_events")
+NETSTAT_RETRANS = ("Tcp.RetransSegs", "TcpExt.TCPTimeouts", "TcpExt.TCPLossProbes",
+                   "TcpExt.TCPLossProbeRecovery", "TcpExt.TCPFastRetrans",
+                   "TcpExt.TCPSlowStartRetrans", "TcpExt.TCPLostRetransmit",
+                   "TcpExt.TCPRetransFail", "TcpExt.TCPSpuriousRTOs", "TcpExt.TCPDSACKRecv",
+                   "TcpExt.TCPDSACKOldSent", "TcpExt.TCPDSACKOfoSent", "TcpExt.TCPDSACKOfoRecv",
+                   "TcpExt.TCPDSACKUndo", "TcpExt.TCPLossUndo", "TcpExt.TCPSackRecovery",
+                   "TcpExt.TCPSACKReorder")
+
 
 def _die_with_parent(parent: int) -> None:
     PR_SET_PDEATHSIG = 1
@@ -100,6 +115,22 @@ class Worker:
             info.update(ifname=self.stack.ifname, offload_granted=bool(self.stack.offload))
         return info
 
+    def retrans_counters(self) -> Dict[str, Any]:
+        """The raw retransmission counters of this end (None where a counter does not exist)."""
+        if self.stack is not None:
+            st = self.stack.stats()
+            return {k: st.get(k) for k in STACK_RETRANS}
+        st = netstat()
+        return {k: st.get(k) for k in NETSTAT_RETRANS}
+
+    def retrans_delta(self, before: Dict[str, Any]) -> Dict[str, Any]:
+        """``{"source", "deltas", "absent"}``: the change of each counter since ``before``."""
+        after = self.retrans_counters()
+        deltas = {k: (after[k] - before[k] if after[k] is not None and before.get(k) is not None
+                      else None) for k in after}
+        return {"source": "stack.stats()" if self.stack is not None else "/proc/net/netstat",
+                "deltas": deltas, "absent": [k for k, v in deltas.items() if v is None]}
+
     def counters(self) -> Dict[str, int]:
         if self.stack is not None:
             st = self.stack.stats()
@@ -128,6 +159,7 @@ class Worker:
         listener.listen(w.backlog)
         listener.settimeout(params["io_timeout"])
         self.served = {}
+        before = self.retrans_counters()
 
         def body() -> None:
             try:
@@ -136,6 +168,7 @@ class Worker:
                 self.served = {"error": f"{type(exc).__name__}: {exc}"}
             finally:
                 listener.close()
+            self.served["retransmits"] = self.retrans_delta(before)
 
         self.serving = threading.Thread(target=body, name=f"serve-{w.name}", daemon=True)
         self.serving.start()
@@ -144,6 +177,7 @@ class Worker:
     def run(self, cmd: Dict[str, Any]) -> str:
         w = workloads.get(cmd["workload"])
         before, cpu0, t0 = self.counters(), workloads.cpu_seconds(), time.monotonic()
+        retrans0 = self.retrans_counters()
         try:
             result = w.run(self.factory, (cmd["host"], cmd["port"]), cmd["params"])
         except BaseException as exc:  # noqa: BLE001 - reported to the orchestrator
@@ -152,6 +186,7 @@ class Worker:
         after = self.counters()
         result["counters"] = {k: after[k] - before[k] for k in after
                               if k in before and after[k] != before[k]}
+        result["retransmits"] = self.retrans_delta(retrans0)
         result["cpu_cores"] = (workloads.cpu_seconds() - cpu0) / wall if wall > 0 else None
         return "RESULT " + json.dumps(result)
 

@@ -177,11 +177,15 @@ def recv_stream(sock: Any, chunk: int, deadline: float, verify: bool) -> Result:
 
 
 class Workload:
-    """One workload: ``serve`` is the peer's end, ``run`` the measured end."""
+    """One workload: ``serve`` is the peer's end, ``run`` the measured end. ``uses_loss``: the
+    eBPF loss on the peer's device (``loss_*``); ``wan``: the WAN path through the impairer,
+    with ``wan_lossy`` adding its random loss (``wan_*``)."""
 
     name = ""
     title = ""
     uses_loss = False
+    wan = False
+    wan_lossy = False
     backlog = 16
 
     def serve(self, listener: Any, p: Params) -> Result:
@@ -204,16 +208,20 @@ class Bulk(Workload):
     Throughput is the receiver's byte count over the time from the first end's start to the
     receiver's end of stream."""
 
-    def __init__(self, name: str, direction: str, loss: bool = False) -> None:
+    def __init__(self, name: str, direction: str, loss: bool = False, wan: bool = False,
+                 wan_lossy: bool = False) -> None:
         self.name = name
         self.direction = direction
         self.uses_loss = loss
+        self.wan = wan
+        self.wan_lossy = wan_lossy
         what = "send" if direction == "out" else "receive"
-        self.title = f"bulk {what}" + (" under loss" if loss else "")
+        self.title = f"bulk {what}" + (" under loss" if loss or wan_lossy else "") + \
+            (" over the WAN path" if wan else "")
 
     def _end(self, sock: Any, sending: bool, p: Params) -> Result:
         sock.settimeout(p["io_timeout"])
-        verify = bool(p.get("verify") or self.uses_loss)
+        verify = bool(p.get("verify") or self.uses_loss or self.wan)
         if sending:
             return send_stream(sock, p["duration"], p["chunk"], verify)
         return recv_stream(sock, p["chunk"], time.monotonic() + p["duration"] + p["io_timeout"],
@@ -573,12 +581,36 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in (
     Bulk("loss_send", "out", loss=True),
     Bulk("loss_recv", "in", loss=True),
     Idle(),
+    Bulk("wan_bulk_send", "out", wan=True),
+    Bulk("wan_bulk_recv", "in", wan=True),
+    Bulk("wan_loss_send", "out", wan=True, wan_lossy=True),
+    Bulk("wan_loss_recv", "in", wan=True, wan_lossy=True),
 )}
+
+# Names that stand for both directions of a workload.
+GROUPS: Dict[str, List[str]] = {
+    "wan_bulk": ["wan_bulk_send", "wan_bulk_recv"],
+    "wan_loss": ["wan_loss_send", "wan_loss_recv"],
+    "loss": ["loss_send", "loss_recv"],
+}
 
 
 def get(name: str) -> Workload:
     try:
         return WORKLOADS[name]
     except KeyError:
-        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}") from None
+        raise ValueError(f"unknown workload {name!r}; choose from "
+                         f"{', '.join(list(WORKLOADS) + list(GROUPS))}") from None
+
+
+def expand(names: List[str]) -> List[str]:
+    """The workloads ``names`` stand for (a group gives both directions), each once, in order;
+    an unknown name raises ValueError."""
+    out: List[str] = []
+    for n in names:
+        for m in GROUPS.get(n, [n]):
+            get(m)
+            if m not in out:
+                out.append(m)
+    return out
 

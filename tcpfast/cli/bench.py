@@ -15,9 +15,19 @@ Workloads:
   loss_send  bulk_send with 1 % of packets lost both ways            Gbit/s
   loss_recv  bulk_recv with 1 % of packets lost both ways            Gbit/s
   idle       10,000 idle connections held                            memory per connection
+  wan_bulk_send, wan_bulk_recv (--workload wan_bulk runs both)
+             bulk over a WAN path: 20 ms RTT (10 ms each way), no loss  Gbit/s
+  wan_loss_send, wan_loss_recv (--workload wan_loss runs both)
+             the same path with 1 % loss each way                    Gbit/s
+
+The WAN path is a user-space impairer (C, tcpfast._impair) between the measured end and its
+peer, the same for both stacks; the kernel here has no netem. Its own forwarding capacity
+(delay 0, MTU-sized packets) is measured before the first WAN case and printed beside the
+results. WAN cases last --wan-duration seconds (default 8, --quick 2) to get past slow start.
+Loss and WAN cases also print their retransmissions by cause.
 
 The ratio column is tcpfast over the kernel (for latency, lower is better).
-Needs root (network namespaces, TUN devices, the loss filter).
+Needs root (network namespaces, TUN devices, veth pairs, the loss filter).
 
 Exit status: 0 when every case ran, 1 when some failed (the table says why; the others are
 still reported), 2 when this machine or user cannot run it, 130 when interrupted.
@@ -35,11 +45,13 @@ from tcpfast.bench import loss, netns, report, runner, workloads
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="short cases (0.6 s each, 1,000 idle connections): done within a minute")
+                   help="short cases (0.6 s each, WAN cases 2 s, 1,000 idle connections): "
+                        "done in about 75 s")
     p.add_argument("--duration", type=float, metavar="S",
                    help="seconds per throughput, latency and rate case (default 3; --quick 0.6)")
     p.add_argument("--workload", action="append", metavar="NAME[,NAME]",
-                   help=f"run only these ({', '.join(workloads.WORKLOADS)}); repeatable")
+                   help=f"run only these ({', '.join(workloads.WORKLOADS)}; "
+                        f"{', '.join(workloads.GROUPS)} name both directions); repeatable")
     p.add_argument("--offload", choices=("off", "on", "both"), default="both",
                    help="offload setting(s) to run (default both)")
     p.add_argument("--mtu", type=int, default=1500, help="MTU of the TUN device and veth pair")
@@ -51,8 +63,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="concurrent streams (default 100)")
     p.add_argument("--loss", type=float, default=1.0, metavar="PERCENT",
                    help="packet loss of the loss_* workloads, each way (default 1)")
+    p.add_argument("--wan-duration", type=float, metavar="S",
+                   help="seconds per WAN case (default 8; --quick 2)")
+    p.add_argument("--rtt", type=float, default=20.0, metavar="MS",
+                   help="round-trip time of the WAN path, half each way (default 20)")
+    p.add_argument("--wan-loss", type=float, default=1.0, metavar="PERCENT",
+                   help="packet loss of the wan_loss workloads, each way (default 1)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the WAN path's random loss (default 1)")
     p.add_argument("--verify", action="store_true",
-                   help="SHA-256 every bulk stream at both ends (always on under loss)")
+                   help="SHA-256 every bulk stream at both ends (always on under loss and "
+                        "over the WAN path)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a tcpfast.Stack TCP option for the tcpfast side (e.g. cc=newreno)")
 
@@ -61,9 +82,17 @@ def _options(args: argparse.Namespace) -> runner.Options:
     names: List[str] = []
     for item in args.workload or []:
         names += [n.strip() for n in item.split(",") if n.strip()]
-    for n in names:
-        workloads.get(n)                                   # unknown names fail here
+    names = workloads.expand(names)                        # unknown names fail here
     extra: Dict[str, Any] = {}
+    if args.wan_duration is not None:
+        if not 0 < args.wan_duration <= 3600:
+            raise ValueError("--wan-duration must be in (0, 3600] seconds")
+        extra["wan_duration"] = args.wan_duration
+    if not 0 <= args.rtt <= 2000:
+        raise ValueError("--rtt must be in [0, 2000] milliseconds")
+    if not 0 <= args.wan_loss < 50:
+        raise ValueError("--wan-loss must be a percentage in [0, 50)")
+    extra.update(wan_delay=args.rtt / 2 / 1000, wan_loss=args.wan_loss / 100, seed=args.seed)
     if args.duration is not None:
         if not 0 < args.duration <= 3600:
             raise ValueError("--duration must be in (0, 3600] seconds")
@@ -109,8 +138,15 @@ def _summary(case: Dict[str, Any]) -> str:
 
 
 def _progress(event: str, info: Dict[str, Any]) -> None:
-    if event == "start":
-        label = (f"[{info['index']:>2}/{info['total']}] {info['workload']:<9} offload "
+    if event == "calibrate":
+        print("impairer ceiling (delay 0, MTU packets) ", end="", file=sys.stderr, flush=True)
+    elif event == "calibrated":
+        c = info["ceiling"]
+        print(f"FAILED: {c['error']}" if c.get("error") else
+              f"{c['pps']:,.0f} packets/s = {c['gbps']:.2f} Gbit/s "
+              f"({c['pps_per_core']:,.0f} packets/s per CPU-second)", file=sys.stderr, flush=True)
+    elif event == "start":
+        label = (f"[{info['index']:>2}/{info['total']}] {info['workload']:<13} offload "
                  f"{'on ' if info['offload'] else 'off'} {info['kind']:<7} ")
         print(label, end="", file=sys.stderr, flush=True)
     else:
@@ -126,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
         problem = netns.unavailable()
-        if problem is None and any(workloads.get(n).uses_loss for n in options.workloads):
+        # The loss workloads drop packets with an eBPF classifier, and the WAN path's devices
+        # drop their kernel's copies with one.
+        if problem is None and any(workloads.get(n).uses_loss or workloads.get(n).wan
+                                   for n in options.workloads):
             problem = loss.unavailable()
             if problem is not None:
                 problem = f"cannot load the packet-loss filter: {problem}"
@@ -143,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     interrupted = False
     bench = runner.Run(options, _progress)
+    wan_note = (f" ({options.wan_duration:g} s per WAN case)"
+                if any(workloads.get(n).wan for n in options.workloads) else "")
     print(f"tcpfast bench: {len(options.workloads)} workloads x "
-          f"{len(options.offloads)} offload setting(s), {options.duration:g} s per case; "
+          f"{len(options.offloads)} offload setting(s), {options.duration:g} s per case"
+          f"{wan_note}; "
           f"namespaces {bench.ns_tun}, {bench.ns_a}, {bench.ns_b}", file=sys.stderr)
     try:
         with bench:
@@ -164,12 +206,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ntcpfast vs the kernel: {info['cpu']}, {info['cores']} cores, Linux "
           f"{info['kernel']}, Python {info['python']}, MTU {options.mtu}")
     report.table(rows, sys.stdout)
+    report.ceiling_line(bench.ceiling, bench.cases, sys.stdout)
+    report.retransmit_lines(bench.cases, sys.stdout)
     status = 130 if interrupted else (1 if any(c.get("error") for c in bench.cases) else 0)
     if args.json:
         report.write_json(args.json, {
             "machine": info, "options": runner.options_dict(options), "started": started,
             "seconds": time.time() - started, "interrupted": interrupted,
-            "features": bench.features, "rows": rows, "cases": bench.cases})
+            "features": bench.features, "impairer_ceiling": bench.ceiling, "rows": rows,
+            "cases": bench.cases})
         print(f"results: {args.json}")
     if args.plot:
         try:
