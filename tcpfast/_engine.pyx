@@ -1533,7 +1533,11 @@ cdef class Engine:
         for key in ("retransmits", "bytes_retransmitted", "fast_retransmits", "sack_recoveries",
                     "rto_expirations", "dupacks_in", "challenge_acks", "out_of_window",
                     "paws_rejected", "ooo_segments", "ooo_dropped", "zero_window_probes",
-                    "keepalive_probes", "delayed_acks", "window_updates"):
+                    "keepalive_probes", "delayed_acks", "window_updates",
+                    # loss recovery by cause (RACK-TLP, PRR, F-RTO, D-SACK, undo)
+                    "retrans_rto", "retrans_rack", "retrans_fast", "retrans_tlp", "tlp_probes",
+                    "tlp_recoveries", "rack_reo_timeouts", "dsack_in", "dsack_out",
+                    "spurious_retrans", "spurious_rtos", "undo_events"):
             out[key] = totals[key]
         out["connections"] = self.nconns
         # The stack-wide limit on buffer memory (see README, "Buffers"): what the connections'

@@ -72,6 +72,36 @@ def full_run(privileged, tmp_path_factory):
     return r, doc, d
 
 
+def test_both_stacks_ran_with_one_congestion_control(full_run):
+    """The comparison is of the stacks, not of the algorithms: both use CUBIC unless told
+    (the host's default, BBR on this project's machines, is recorded but not used)."""
+    r, doc, _ = full_run
+    assert doc["options"]["cc"] == "cubic"
+    assert doc["machine"]["host_cc"]
+    assert "congestion control cubic on both stacks" in r.stdout
+
+
+def test_a_congestion_control_tcpfast_lacks_is_refused(capsys):
+    from tcpfast.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--cc", "bbr"])
+    assert e.value.code == 2
+    assert "--cc" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cc", ["cubic", "reno"])
+def test_kernel_sockets_take_the_congestion_control_asked(privileged, cc):
+    from tcpfast.bench.worker import kernel_socket_factory
+
+    s = kernel_socket_factory(cc)()
+    try:
+        got = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0")
+        assert got == cc.encode()
+    finally:
+        s.close()
+
+
 def test_every_workload_ran_on_both_stacks_at_both_offload_settings(full_run):
     r, doc, _ = full_run
     assert r.returncode == 0, r.stdout + r.stderr

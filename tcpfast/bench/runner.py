@@ -67,6 +67,10 @@ class Options:
     calibrate: bool = True
     python: str = sys.executable
     stack_options: Dict[str, Any] = field(default_factory=dict)
+    # One congestion control for both stacks (and the kernel peers), so that the comparison is
+    # of the TCP implementations: "cubic" (both stacks' default; the kernel's own unless the
+    # host chose another, as this project's machines chose BBR) or "reno" (tcpfast: newreno).
+    cc: Optional[str] = "cubic"   # None: the kernel sockets keep the host's default
 
     @classmethod
     def quick(cls, **overrides: Any) -> "Options":
@@ -241,7 +245,7 @@ class Run:
     def _spec(self, factory: str, host: str, offload: bool, **extra: Any) -> Dict[str, Any]:
         nofile = 3 * self.o.connections + 4096
         return dict(factory=factory, host=host, parent=os.getpid(), mtu=self.o.mtu,
-                    offload=offload, nofile=nofile, **extra)
+                    offload=offload, nofile=nofile, cc=self.o.cc, **extra)
 
     def wan_path(self, kind: str) -> wan.WanPath:
         """The WAN path of ``kind``, made on first use."""
@@ -461,9 +465,14 @@ def machine() -> Dict[str, Any]:
         tcpfast_version = version("tcpfast")
     except Exception:  # noqa: BLE001 - an uninstalled checkout
         tcpfast_version = None
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            host_cc = f.read().strip()
+    except OSError:
+        host_cc = None
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), "tcpfast": tcpfast_version,
-            "hostname": platform.node()}
+            "hostname": platform.node(), "host_cc": host_cc}
 
 
 def options_dict(o: Options) -> Dict[str, Any]:

@@ -92,22 +92,45 @@ def netstat() -> Dict[str, int]:
     return out
 
 
+def kernel_socket_factory(cc: Optional[str]):
+    """kernel_socket_factory(cc) -> callable
+
+    Kernel TCP sockets with congestion control ``cc`` (TCP_CONGESTION on each socket; an
+    accepted socket takes its listener's). The host's default may be another algorithm (BBR on
+    this project's machines, where the namespace's sysctl cannot be written): comparing
+    tcpfast's CUBIC with the kernel's BBR would measure the algorithms, not the stacks."""
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if cc:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+            got = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0")
+            if got.decode() != cc:
+                s.close()
+                raise RuntimeError(f"the kernel socket's congestion control is {got!r}, not {cc!r}")
+        return s
+    return make
+
+
 class Worker:
     def __init__(self, spec: Dict[str, Any]) -> None:
         self.spec = spec
         self.stack = None
         self.serving: Optional[threading.Thread] = None
         self.served: Dict[str, Any] = {}
+        cc = spec.get("cc")
         if spec["factory"] == "tcpfast":
             import tcpfast
 
+            options = dict(spec.get("stack_options", {}))
+            if cc:
+                options.setdefault("cc", "newreno" if cc == "reno" else cc)
             self.stack = tcpfast.Stack(spec["address"], kernel_address=spec["kernel_address"],
                                        ifname=spec["ifname"], mtu=spec["mtu"],
-                                       offload=spec["offload"], **spec.get("stack_options", {}))
+                                       offload=spec["offload"], **options)
             self.stack.start()
             self.factory = self.stack.socket
         else:
-            self.factory = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.factory = kernel_socket_factory(cc)
 
     def info(self) -> Dict[str, Any]:
         info: Dict[str, Any] = {"pid": os.getpid(), "factory": self.spec["factory"]}

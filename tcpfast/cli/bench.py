@@ -74,6 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true",
                    help="SHA-256 every bulk stream at both ends (always on under loss and "
                         "over the WAN path)")
+    p.add_argument("--cc", choices=("cubic", "reno", "host"), default="cubic",
+                   help="congestion control of both stacks and of the kernel peers (default "
+                        "cubic, tcpfast's default; 'host' leaves the kernel sockets at the "
+                        "host's default, which may be an algorithm tcpfast lacks, e.g. BBR)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a tcpfast.Stack TCP option for the tcpfast side (e.g. cc=newreno)")
 
@@ -114,7 +118,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
             raise ValueError(f"--option {item!r}: expected KEY=VALUE")
         stack_options[key.strip()] = _literal(value.strip())
     extra.update(streams=args.streams, loss=args.loss / 100, mtu=args.mtu, verify=args.verify,
-                 stack_options=stack_options,
+                 stack_options=stack_options, cc=None if args.cc == "host" else args.cc,
                  offloads={"off": [False], "on": [True], "both": [False, True]}[args.offload])
     if names:
         extra["workloads"] = names
@@ -204,7 +208,11 @@ def run(args: argparse.Namespace) -> int:
     rows = report.rows(bench.cases)
     info = runner.machine()
     print(f"\ntcpfast vs the kernel: {info['cpu']}, {info['cores']} cores, Linux "
-          f"{info['kernel']}, Python {info['python']}, MTU {options.mtu}")
+          f"{info['kernel']}, Python {info['python']}, MTU {options.mtu}, "
+          + (f"congestion control {options.cc} on both stacks (the host's default: "
+             f"{info.get('host_cc')})" if options.cc else
+             f"congestion control: the host's default ({info.get('host_cc')}) for the kernel, "
+             f"{options.stack_options.get('cc', 'cubic')} for tcpfast"))
     report.table(rows, sys.stdout)
     report.ceiling_line(bench.ceiling, bench.cases, sys.stdout)
     report.retransmit_lines(bench.cases, sys.stdout)
