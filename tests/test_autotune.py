@@ -455,3 +455,15 @@ def test_sha256_intact_across_growth_with_loss_and_reordering():
     assert r["a_to_b"]["sha256"] == _sha(9, 1, 8 * MB)
     assert r["b_to_a"]["sha256"] == _sha(9, 2, 2 * MB)
     assert r["b"]["ooo_segments"] > 0
+
+
+def test_ring_bound_shrinks_no_lower_than_its_storage():
+    r = Ring(1 << 20)
+    r.append(b"x" * 40_000)                     # storage 64 KiB
+    assert r.size == 65536
+    assert not r.set_capacity(1000)             # not below the storage ...
+    assert r.cap == 65536                       # ... but as low as it goes
+    assert r.set_capacity(100_000) and r.cap == 100_000
+    r.consume(40_000)
+    r.release()
+    assert r.size == 0 and r.set_capacity(1000) and r.cap == 1000
