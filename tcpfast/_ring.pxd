@@ -32,6 +32,7 @@ ctypedef struct mem_pool:
     uint64_t refused               # growths refused at the limit
     uint64_t pressure_events       # times the pool reached its pressure mark (3/4 of the limit)
     uint8_t freed                  # storage was given back since the engine last looked
+    uint8_t waiting                # a writer waits for memory (its fd shows it unwritable)
     int refs
 
 ctypedef struct ring:
