@@ -1729,6 +1729,11 @@ cdef class Tcb:
         """Passive open."""
         _check(self.user_listen())
 
+    def set_options(self, **options):
+        """Change options of an open connection, as setsockopt does through the engine."""
+        config_update(&self.cfg, options)
+        self.reconfigure()
+
     def receive(self, packet, now):
         """Hand one IP packet (bytes) to the connection at time ``now``. Malformed packets raise
         ``WireError`` (the engine drops and counts them instead). A reset it calls for is queued
