@@ -160,8 +160,13 @@ cdef inline bint _tcb_writable(Tcb t) noexcept nogil:
     space = t.send_space()
     if space < ring_space(&t.sndbuf):
         # The stack's buffer memory is exhausted: send_space is the room in the storage this
-        # connection already has; writable when a third of that is free.
-        return space > 0 and space * 3 >= t.sndbuf.size
+        # connection already has; writable when a third of that is free. Else it waits for
+        # memory: the engine looks at it again when some is given back (_mem_wake_writers).
+        if space > 0 and space * 3 >= t.sndbuf.size:
+            return True
+        if t.sndbuf.pool != NULL:
+            t.sndbuf.pool.waiting = 1
+        return False
     return space > 0 and space * 3 >= t.sndbuf.cap
 
 
@@ -486,6 +491,10 @@ cdef class Engine:
             (<Tcb>p).eng_listener = NULL
             Py_DECREF(<object>p)
             p = nxt
+        with nogil:
+            pthread_mutex_lock(&self.lock)
+            self._mem_check()             # connections gone gave their buffers back
+            pthread_mutex_unlock(&self.lock)
 
     cdef void* _new_tcb(self, const tcb_config* cfg) noexcept nogil:
         """A new connection object, with the engine's reference taken (NULL when out of memory).
@@ -1101,7 +1110,7 @@ cdef class Engine:
                     self._input(pkt, n, 0, now)
             self._run_timers(now)
             self._drain_loopback(now)
-            if self.mem.freed and self.mem.refused != self.mem_refused_seen:
+            if self.mem.freed and (self.mem.waiting or self.mem.refused != self.mem_refused_seen):
                 self._mem_wake_writers()
             pthread_mutex_unlock(&self.lock)
             if self.release_head != NULL:
@@ -1158,9 +1167,9 @@ cdef class Engine:
             self._mem_check()
 
     cdef void _mem_check(self) noexcept nogil:
-        """Buffer memory was given back while some connection had been refused some: let the
-        engine thread wake the writers that wait for it."""
-        if self.mem.freed and self.mem.refused != self.mem_refused_seen:
+        """Buffer memory was given back while some connection had been refused some (or waits
+        for it): let the engine thread wake the writers that wait for it."""
+        if self.mem.freed and (self.mem.waiting or self.mem.refused != self.mem_refused_seen):
             _signal(self.wake_fd)
 
     cdef void _mem_wake_writers(self) noexcept nogil:
@@ -1169,6 +1178,7 @@ cdef class Engine:
         cdef uint32_t i
         cdef void* p
         self.mem.freed = 0
+        self.mem.waiting = 0              # set again by each writer still waiting
         self.mem_refused_seen = self.mem.refused
         for i in range(self.nbuckets):
             p = self.buckets[i]

@@ -32,6 +32,7 @@ ctypedef struct mem_pool:
     uint64_t refused               # growths refused at the limit
     uint64_t pressure_events       # times the pool reached its pressure mark (3/4 of the limit)
     uint8_t freed                  # storage was given back since the engine last looked
+    uint8_t waiting                # a writer waits for memory (its fd shows it unwritable)
     int refs
 
 ctypedef struct ring:
@@ -66,8 +67,8 @@ cdef int ring_reserve(ring* r) noexcept nogil
 cdef int ring_grow(ring* r, uint32_t need) noexcept nogil
 # Free the storage if the ring is empty (or unconditionally with force); the capacity stays.
 cdef void ring_release(ring* r, bint force) noexcept nogil
-# Change the bound: growing it is always allowed (storage follows lazily); shrinking it is
-# allowed down to the storage already allocated. 0 on success, -1 otherwise.
+# Change the bound: growing it is always allowed (storage follows lazily); shrinking it goes
+# no lower than the storage already allocated (and the bytes held): -1 when it stopped there.
 cdef int ring_set_capacity(ring* r, uint32_t cap) noexcept nogil
 
 cdef inline uint32_t ring_space(const ring* r) noexcept nogil:

@@ -154,9 +154,9 @@ cdef void ring_release(ring* r, bint force) noexcept nogil:
 
 
 cdef int ring_set_capacity(ring* r, uint32_t cap) noexcept nogil:
-    if r.data != NULL and cap < r.size:
-        return -1
-    if cap < r.used:
+    cdef uint32_t floor = r.size if r.size > r.used else r.used
+    if cap < floor:
+        r.cap = floor                    # as low as the storage (and the data) allow
         return -1
     r.cap = cap
     return 0

@@ -256,8 +256,13 @@ cdef class Tcb:
         return ((<uint32_t>1 << self.rcv_wscale) - 1) if self.rcv_wscale else 0
 
     cdef inline uint32_t _rcv_space(self) noexcept nogil:
-        """Free receive-buffer space to offer: the ring's free space less the rounding slack."""
+        """Free receive-buffer space to offer: the ring's free space less the rounding slack.
+        When SO_RCVBUF lowered RCV.BUFF below a ring that auto-tuning had already grown (its
+        storage cannot shrink under data), offer only what the new size leaves."""
         cdef uint32_t space = ring_space(&self.rcvbuf), slack = self._rcv_slack()
+        cdef uint32_t bound = self.cfg.rcvbuf + slack
+        if bound < self.rcvbuf.cap:
+            space = bound - self.rcvbuf.used if bound > self.rcvbuf.used else 0
         return space - slack if space > slack else 0
 
     cdef void _endpoints_from(self, const pkt_repr* p) noexcept nogil:
@@ -2197,6 +2202,11 @@ cdef class Tcb:
     def listen(self):
         """Passive open."""
         _check(self.user_listen())
+
+    def set_options(self, **options):
+        """Change options of an open connection, as setsockopt does through the engine."""
+        config_update(&self.cfg, options)
+        self.reconfigure()
 
     def receive(self, packet, now):
         """Hand one IP packet (bytes) to the connection at time ``now``. Malformed packets raise

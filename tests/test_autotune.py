@@ -455,3 +455,34 @@ def test_sha256_intact_across_growth_with_loss_and_reordering():
     assert r["a_to_b"]["sha256"] == _sha(9, 1, 8 * MB)
     assert r["b_to_a"]["sha256"] == _sha(9, 2, 2 * MB)
     assert r["b"]["ooo_segments"] > 0
+
+
+def test_ring_bound_shrinks_no_lower_than_its_storage():
+    r = Ring(1 << 20)
+    r.append(b"x" * 40_000)                     # storage 64 KiB
+    assert r.size == 65536
+    assert not r.set_capacity(1000)             # not below the storage ...
+    assert r.cap == 65536                       # ... but as low as it goes
+    assert r.set_capacity(100_000) and r.cap == 100_000
+    r.consume(40_000)
+    r.release()
+    assert r.size == 0 and r.set_capacity(1000) and r.cap == 1000
+
+
+def test_so_rcvbuf_set_after_growth_bounds_the_window_again():
+    # The buffer grew; then the application sets SO_RCVBUF (here 64 KiB). The right edge already
+    # offered stands (RFC 7323 §2.4: the peer may fill it), but it moves no further than the new
+    # size allows, and auto-tuning stays off.
+    p, _ = _grow(1 << 30, rounds=10)
+    assert p.tcb.info["rcvbuf"] > INITIAL
+    p.tcb.set_options(rcvbuf=65536)
+    assert p.tcb.info["rcvbuf_lock"] and p.tcb.info["rcvbuf"] == 65536
+    edge = p.edge
+    for _ in range(12):
+        p.round(1000, 1 << 30)                    # everything read at once
+        ahead = (p.edge - edge) % (1 << 32)
+        assert ahead < (1 << 31)                  # never moved back
+        # ... and not beyond the old edge or one new buffer past what arrived
+        assert p.edge == edge or ahead <= ((p.nxt + 65536 + 127 - edge) % (1 << 32))
+    assert p.windows[-1] <= 65536 + 127           # the old window is used up: the new size rules
+    assert p.tcb.info["rcvbuf"] == 65536
