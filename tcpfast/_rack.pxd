@@ -123,3 +123,7 @@ cdef void rack_recovery_done(rack_state* r) noexcept nogil
 # §6.3 RACK_mark_losses_on_RTO; returns the records newly marked lost.
 cdef uint32_t rack_mark_losses_on_rto(rack_state* r, tx_queue* q, uint32_t snd_una,
                                       uint64_t now) noexcept nogil
+
+# The records as Python values [(start, end, xmit_ts, frozenset of flag names)], for tests and
+# tools (needs the GIL).
+cdef list txq_as_list(const tx_queue* q)

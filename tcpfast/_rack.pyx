@@ -382,8 +382,25 @@ cdef uint32_t rack_mark_losses_on_rto(rack_state* r, tx_queue* q, uint32_t snd_u
 
 
 # =============================================================================================
-# Python-level wrapper (tests and tools)
+# Python-level views (tests and tools)
 # =============================================================================================
+
+cdef list txq_as_list(const tx_queue* q):
+    cdef const tx_seg* s
+    cdef uint32_t i
+    out = []
+    for i in range(q.count):
+        s = &q.segs[q.head + i]
+        names = []
+        for bit, name in ((TXS_SACKED, "sacked"), (TXS_LOST, "lost"),
+                          (TXS_RETRANS, "retransmitted"), (TXS_RXT_OUT, "rxt_out"),
+                          (TXS_TLP, "tlp")):
+            if s.flags & bit:
+                names.append(name)
+        out.append((s.start, s.end, s.xmit_ts, frozenset(names)))
+    return out
+
+
 
 cdef class TxQueue:
     """TxQueue(snd_una): transmit records and RACK state, as a connection keeps them (tests).
@@ -447,19 +464,7 @@ cdef class TxQueue:
     @property
     def records(self) -> list:
         """[(start, end, xmit_ts, flags)] in sequence order; flags a set of names."""
-        cdef tx_seg s
-        cdef uint32_t i
-        out = []
-        for i in range(self.q.count):
-            s = self.q.segs[self.q.head + i]
-            names = set()
-            for bit, name in ((TXS_SACKED, "sacked"), (TXS_LOST, "lost"),
-                              (TXS_RETRANS, "retransmitted"), (TXS_RXT_OUT, "rxt_out"),
-                              (TXS_TLP, "tlp")):
-                if s.flags & bit:
-                    names.add(name)
-            out.append((s.start, s.end, s.xmit_ts, frozenset(names)))
-        return out
+        return txq_as_list(&self.q)
 
     @property
     def counts(self) -> dict:

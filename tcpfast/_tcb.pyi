@@ -1,5 +1,5 @@
 """Stubs for the compiled connection state machine (Python-level test/tool interface)."""
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from typing_extensions import Buffer  # type: ignore[attr-defined]
 
@@ -11,6 +11,8 @@ class Tcb:
     state: int
     error: int
     events: int
+    # An ACK with new SACK/D-SACK information is owed: send it (transmit) before the next segment.
+    ack_flush: int
     def __init__(self, local: Optional[Tuple[str, int]] = ..., remote: Optional[Tuple[str, int]] = ...,
                  *, mss: int = ..., sndbuf: int = ..., rcvbuf: int = ..., sndbuf_max: int = ...,
                  rcvbuf_max: int = ..., mem_pool: Optional[MemPool] = ..., cc: str = ...,
@@ -40,5 +42,7 @@ class Tcb:
     def remote(self) -> Tuple[str, int]: ...
     @property
     def info(self) -> Dict[str, Any]: ...
+    @property
+    def tx_records(self) -> List[Tuple[int, int, int, FrozenSet[str]]]: ...
     @property
     def counters(self) -> Dict[str, int]: ...

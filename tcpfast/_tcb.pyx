@@ -35,6 +35,7 @@ from tcpfast._rack cimport (tx_seg, txq_init, txq_release, txq_at, txq_room, txq
                             txq_retransmitted, txq_next_lost, txq_mark_lost, txq_pipe, txq_cum_ack,
                             txq_sack, rack_init, rack_rtt_sample, rack_update_reo_wnd,
                             rack_detect_loss, rack_recovery_done, rack_mark_losses_on_rto,
+                            txq_as_list,
                             TXS_TLP, TXS_LOST, TXS_SACKED, TXS_RETRANS)
 from tcpfast._isn cimport isn_generate, siphash24
 
@@ -2348,18 +2349,7 @@ cdef class Tcb:
         """The transmit records of RACK (RFC 8985 §5.2), for tests: a list of (start, end,
         xmit_ts in us, flags) in sequence order, flags a frozenset of "sacked", "lost",
         "retransmitted", "rxt_out", "tlp"."""
-        cdef uint32_t i
-        cdef tx_seg* seg
-        out = []
-        for i in range(self.txq.count):
-            seg = txq_at(&self.txq, i)
-            names = []
-            for bit, name in ((1, "sacked"), (2, "lost"), (4, "retransmitted"), (8, "rxt_out"),
-                              (16, "tlp")):
-                if seg.flags & bit:
-                    names.append(name)
-            out.append((seg.start, seg.end, seg.xmit_ts, frozenset(names)))
-        return out
+        return txq_as_list(&self.txq)
 
     @property
     def counters(self):
