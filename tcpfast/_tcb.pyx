@@ -47,7 +47,6 @@ cdef enum:
     DEFAULT_MSS_V6 = 1220
     TS_OPTION_LEN = 12          # NOP NOP TS, the space timestamps take in every segment
     MAX_WSCALE = 14             # RFC 7323 §2.3
-    PAWS_IDLE_US = 24 * 24 * 3600 * 1000000  # RFC 7323 §5.5: 24 days
     # RFC 8985 §7.2 TLP.max_ack_delay, added to the PTO when one segment is in flight: the peer's
     # worst-case delayed-ACK time (Linux's TCP_DELACK_MAX, 200 ms, is what Linux adds there).
     TLP_MAX_ACK_DELAY_US = 200000
@@ -59,6 +58,11 @@ cdef enum:
     RXT_RACK = 0
     RXT_RTO = 1
     RXT_TLP = 2
+
+
+# RFC 7323 §5.5: 24 days. A 64-bit constant: as a C enum (an int) it overflowed, and the idle
+# exemption from PAWS never applied.
+cdef uint64_t PAWS_IDLE_US = 24ULL * 24 * 3600 * 1000000
 
 
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil:

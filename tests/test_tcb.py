@@ -1959,6 +1959,20 @@ def test_paws_drops_old_tsval():
     assert c.tcb.recv(10) == b"ok!"
 
 
+def test_paws_lets_an_old_tsval_through_after_24_idle_days():
+    """RFC 7323 §5.5: when the connection has been idle for more than 24 days, TS.Recent is
+    invalid: the segment is taken and TS.Recent set from it (keep-alives off here)."""
+    c = ts_established()
+    c.send(F.ACK, IRS + 1, ISS + 1, b"new", timestamps=(2000, c.our_ts()))
+    assert c.tcb.recv(10) == b"new"
+    c.advance(0.04)
+    c.recv(Seg(F.ACK, ISS + 1, IRS + 4, timestamps=(c.our_ts(), 2000)))
+    c.advance(24 * 24 * 3600 + 1)
+    c.send(F.ACK, IRS + 4, ISS + 1, b"old", timestamps=(1999, c.our_ts()))
+    assert c.tcb.recv(10) == b"old"
+    assert c.tcb.counters["paws_rejected"] == 0 and c.tcb.info["ts_recent"] == 1999
+
+
 def test_paws_does_not_drop_rst():
     """RFC 7323 §5.3 R1 applies only when "the RST bit is off"."""
     c = ts_established()
