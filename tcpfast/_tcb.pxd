@@ -243,6 +243,7 @@ cdef class Tcb:
     cdef uint32_t dsack_left
     cdef uint32_t dsack_right
     cdef uint8_t segs_unacked   # full-sized segments received since our last ACK
+    cdef uint8_t quickacks      # in-order segments still to ACK at once after a loss event
     cdef uint8_t rst_pending    # abort: send <SEQ=SND.NXT><CTL=RST>
     cdef uint8_t syn_pending    # (re)send SYN / SYN-ACK
     cdef uint8_t probe_pending  # zero-window probe

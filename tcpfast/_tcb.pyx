@@ -58,6 +58,11 @@ cdef enum:
     RXT_RACK = 0
     RXT_RTO = 1
     RXT_TLP = 2
+    # After a sign of loss (out-of-order data, a filled hole, a duplicate) the next in-order
+    # segments are ACKed at once rather than after the delayed-ACK time, as Linux's quick-ACK
+    # mode (TCP_MAX_QUICKACKS): the sender is recovering, and a tail loss probe or the last
+    # retransmission of its episode must not wait 40 ms for its ACK.
+    QUICKACKS = 16
 
 
 # RFC 7323 §5.5: 24 days. A 64-bit constant: as a C enum (an int) it overflowed, and the idle
@@ -1462,6 +1467,7 @@ cdef class Tcb:
             self.dsack_left = left
             self.dsack_right = right
             self.ack_flush = 1
+            self.quickacks = QUICKACKS
 
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
@@ -1491,8 +1497,12 @@ cdef class Tcb:
             # at once when a hole is being filled, else within the delayed-ACK time.
             if filled_hole or self.ooo.count:
                 self.ack_now = 1
+                self.quickacks = QUICKACKS
                 if self.sack_ok:
                     self.ack_flush = 1
+            elif self.quickacks:
+                self.quickacks -= 1
+                self.ack_now = 1
             else:
                 # A coalesced (GRO) segment counts for the full-sized segments it carries.
                 self.segs_unacked += 1 if n < 2 * <uint32_t>self.cfg.mss else 2
@@ -1520,6 +1530,7 @@ cdef class Tcb:
             if self.dupacks_to_send < 64:
                 self.dupacks_to_send += 1
             self.ack_now = 1
+            self.quickacks = QUICKACKS
             if self.sack_ok:
                 self.ack_flush = 1
 

@@ -469,6 +469,27 @@ def test_each_out_of_order_segment_asks_for_its_own_ack():
     c.recv(Seg(F.ACK, c.ours(), t(0), sack_blocks=((t(2000), t(2500)), (t(1000), t(1500)))))
 
 
+def test_after_a_filled_hole_the_next_segments_are_acked_at_once():
+    """Quick-ACK after loss (as Linux's TCP_MAX_QUICKACKS): once a hole was filled, the next
+    16 in-order segments are each ACKed at once, so that the sender's tail loss probe or last
+    retransmission does not wait out the delayed-ACK timer; then ACKs are delayed again."""
+    c = conn()
+    t = c.theirs
+    c.send(F.ACK, t(100), c.ours(), b"b" * 100)                       # a hole at 0
+    c.recv(Seg(F.ACK, c.ours(), t(0), sack_blocks=((t(100), t(200)),)))
+    c.send(F.ACK, t(0), c.ours(), b"a" * 100)                         # filled
+    c.recv(Seg(F.ACK, c.ours(), t(200), window=RCVBUF - 200))
+    got = 200
+    for k in range(16):
+        c.send(F.ACK, t(got), c.ours(), b"c" * 10)
+        got += 10
+        c.recv(Seg(F.ACK, c.ours(), t(got), window=RCVBUF - got))   # at once, not in 40 ms
+    c.send(F.ACK, t(got), c.ours(), b"d" * 10)
+    c.recv_nothing()                                                 # delayed again
+    c.advance(0.04)
+    c.recv(Seg(F.ACK, c.ours(), t(got + 10), window=RCVBUF - got - 10))
+
+
 # =============================================================================================
 # The simulated pair: what the rules add up to (virtual time; every byte checked)
 # =============================================================================================
