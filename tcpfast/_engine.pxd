@@ -165,6 +165,7 @@ cdef class Engine:
     cdef void _loop(self) noexcept nogil
     cdef void _mem_wake_writers(self) noexcept nogil
     cdef void _mem_check(self) noexcept nogil
+    cdef bint _mem_wake_due(self) noexcept nogil
     cdef void _lock(self)
     cdef void _unlock(self)
     cdef void _settle(self, void* p) noexcept

@@ -1110,7 +1110,7 @@ cdef class Engine:
                     self._input(pkt, n, 0, now)
             self._run_timers(now)
             self._drain_loopback(now)
-            if self.mem.freed and (self.mem.waiting or self.mem.refused != self.mem_refused_seen):
+            if self._mem_wake_due():
                 self._mem_wake_writers()
             pthread_mutex_unlock(&self.lock)
             if self.release_head != NULL:
@@ -1166,10 +1166,14 @@ cdef class Engine:
                 _signal(self.wake_fd)
             self._mem_check()
 
-    cdef void _mem_check(self) noexcept nogil:
+    cdef bint _mem_wake_due(self) noexcept nogil:
         """Buffer memory was given back while some connection had been refused some (or waits
-        for it): let the engine thread wake the writers that wait for it."""
-        if self.mem.freed and (self.mem.waiting or self.mem.refused != self.mem_refused_seen):
+        for it)."""
+        return self.mem.freed and (self.mem.waiting or self.mem.refused != self.mem_refused_seen)
+
+    cdef void _mem_check(self) noexcept nogil:
+        """Let the engine thread wake the writers that wait for memory, when some came back."""
+        if self._mem_wake_due():
             _signal(self.wake_fd)
 
     cdef void _mem_wake_writers(self) noexcept nogil:

@@ -84,6 +84,10 @@ cdef uint32_t txq_retransmitted(tx_queue* q, uint32_t start, uint32_t end, uint6
 cdef int txq_next_lost(tx_queue* q, uint32_t smss, uint32_t* start, uint32_t* end) noexcept nogil
 # Mark record i lost (counts kept); returns 1 if it was not already.
 cdef int txq_mark_lost(tx_queue* q, uint32_t i) noexcept nogil
+# Every record not SACKed is lost (the segment size shrank: all must go again, re-cut).
+cdef void txq_mark_all_lost(tx_queue* q) noexcept nogil
+# No record is lost any more (an undo: the losses assumed were not real).
+cdef void txq_clear_lost(tx_queue* q) noexcept nogil
 # RFC 6675 pipe, from the counts: outstanding less SACKed less lost (a retransmitted record is
 # no longer lost, RFC 8985 §6.1, so its retransmission counts once, as in flight).
 cdef uint32_t txq_pipe(const tx_queue* q, uint32_t snd_una, uint32_t snd_max) noexcept nogil

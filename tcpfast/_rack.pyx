@@ -108,6 +108,22 @@ cdef int txq_mark_lost(tx_queue* q, uint32_t i) noexcept nogil:
     return 1
 
 
+cdef void txq_mark_all_lost(tx_queue* q) noexcept nogil:
+    cdef uint32_t i
+    for i in range(q.count):
+        txq_mark_lost(q, i)
+
+
+cdef void txq_clear_lost(tx_queue* q) noexcept nogil:
+    cdef uint32_t i
+    if q.lost_out == 0:
+        return
+    for i in range(q.count):
+        q.segs[q.head + i].flags &= ~TXS_LOST
+    q.lost_out = 0
+    q.lost_hint = q.count
+
+
 cdef uint32_t txq_retransmitted(tx_queue* q, uint32_t start, uint32_t end, uint64_t now,
                                 uint8_t extra_flags) noexcept nogil:
     """RFC 8985 §6.1 RACK_retransmit_data for every record in [start, end)."""

@@ -353,6 +353,7 @@ cdef class Tcb:
                              uint8_t cause, uint64_t now) noexcept nogil
     cdef size_t _emit_loss_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef void _set_dsack(self, uint32_t left, uint32_t right) noexcept nogil
+    cdef void _ack_loss_news(self) noexcept nogil
 
 
 # RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a

@@ -32,11 +32,12 @@ from tcpfast._cc cimport (cc_init, cc_set_smss, cc_on_ack, cc_on_congestion, cc_
                           cc_on_recovery_exit, cc_on_idle_restart, CC_NEWRENO, CC_CUBIC,
                           prr_init, prr_sndcnt, prr_on_send)
 from tcpfast._rack cimport (tx_seg, txq_init, txq_release, txq_at, txq_room, txq_sent,
-                            txq_retransmitted, txq_next_lost, txq_mark_lost, txq_pipe, txq_cum_ack,
+                            txq_retransmitted, txq_next_lost, txq_mark_lost, txq_mark_all_lost,
+                            txq_clear_lost, txq_pipe, txq_cum_ack,
                             txq_sack, rack_init, rack_rtt_sample, rack_update_reo_wnd,
                             rack_detect_loss, rack_recovery_done, rack_mark_losses_on_rto,
                             txq_as_list,
-                            TXS_TLP, TXS_LOST, TXS_SACKED, TXS_RETRANS)
+                            TXS_TLP)
 from tcpfast._isn cimport isn_generate, siphash24
 
 import ipaddress
@@ -179,8 +180,6 @@ cdef class Tcb:
 
     def __dealloc__(self):
         _release_buffers(self)            # storage back to the stack's pool, then the pool
-        ring_release(&self.sndbuf, True)
-        ring_release(&self.rcvbuf, True)
         txq_release(&self.txq)
         ranges_release(&self.ooo)
 
@@ -363,7 +362,7 @@ cdef class Tcb:
         §4); other errors are soft: remembered and reported if the connection then times out,
         except that a hard error in SYN-SENT ends the attempt (as Linux does for port
         unreachable)."""
-        cdef uint32_t hdrs, mss, i
+        cdef uint32_t hdrs, mss
         if mtu:
             hdrs = (20 if self.ip.version == 4 else 40) + 20 + (TS_OPTION_LEN if self.ts_ok else 0)
             if (self.ip.version == 4 and mtu < 552) or (self.ip.version == 6 and mtu < 1280):
@@ -377,8 +376,7 @@ cdef class Tcb:
                     if self.sack_ok:
                         # Every record in flight is lost; retransmission cuts them to the new
                         # size (txq_next_lost clips, txq_retransmitted splits).
-                        for i in range(self.txq.count):
-                            txq_mark_lost(&self.txq, i)
+                        txq_mark_all_lost(&self.txq)
                     else:
                         self.snd_nxt = self.snd_una
             return
@@ -1130,20 +1128,18 @@ cdef class Tcb:
             rtt_reset_backoff(&self.rtt)          # RFC 6298 §5.7
             self.retries = 0
             self.first_unacked_time = now if self.snd_una != self.snd_max else 0
-            if self.sack_ok:
-                # Fast recovery's sending is PRR's (in _rack_ack); slow start goes on in RTO
-                # recovery (RFC 5681 §3.1).
-                if not self.in_recovery:
-                    self.dupacks = 0
-                    cc_on_ack(&self.cc, acked, flight,
-                              self.rtt.srtt if self.rtt.has_sample else 0, now)
-            elif self.in_recovery:
+            if not self.in_recovery:
+                # (Slow start goes on in RTO recovery, RFC 5681 §3.1.)
+                self.dupacks = 0
+                cc_on_ack(&self.cc, acked, flight, self.rtt.srtt if self.rtt.has_sample else 0, now)
+            elif not self.sack_ok:
+                # (With SACK, fast recovery's sending is PRR's, in _rack_ack.)
                 if seq_ge(th.ack, self.recover):
                     # RFC 6582 §3.2 step 3 / RFC 6675 §5: a full acknowledgment ends recovery.
                     self.in_recovery = 0
                     self.dupacks = 0
                     cc_on_recovery_exit(&self.cc, now)
-                elif not self.sack_ok:
+                else:
                     # RFC 6582 §3.2 step 3, partial acknowledgment: retransmit the first unacked
                     # segment, deflate cwnd by the amount acknowledged, add back one SMSS.
                     self.rexmit_head = 1
@@ -1264,23 +1260,16 @@ cdef class Tcb:
         have marked the records delivered."""
         cdef uint32_t pipe, sndcnt, data_end, highest
         cdef int i
-        cdef bint recovering = self.in_recovery or self.rto_recovery
         # Spurious retransmissions. Eifel (RFC 3522 §3.2): an ACK of new data that echoes a
-        # timestamp older than the episode's first retransmission acknowledges an original
-        # transmission. D-SACK (RFC 3708 §3): every retransmission of the episode came back
-        # D-SACKed. Either way the reduction is undone (RFC 4015, as Linux's undo).
-        if self.undo_valid and self.undo_rexmitted:
-            if advanced and recovering and self.retrans_ts_set and self.ts_ok and \
-                    th.has_timestamps and th.tsecr and seq_lt(th.tsecr, self.retrans_tsval):
-                if self.rto_recovery:
-                    self.stats.spurious_rtos += 1
-                self._undo(now)
-                recovering = False
-            elif dsack and self.undo_retrans <= 0:
-                if self.rto_recovery:
-                    self.stats.spurious_rtos += 1
-                self._undo(now)
-                recovering = False
+        # timestamp older than the first retransmission still outstanding acknowledges an
+        # original transmission. D-SACK (RFC 3708 §3): every retransmission of the episode came
+        # back D-SACKed. Either way the reduction is undone (RFC 4015, as Linux's undo).
+        if self.undo_valid and self.undo_rexmitted and (
+                (advanced and (self.in_recovery or self.rto_recovery) and self.retrans_ts_set and
+                 self.ts_ok and th.has_timestamps and th.tsecr and
+                 seq_lt(th.tsecr, self.retrans_tsval)) or
+                (dsack and self.undo_retrans <= 0)):
+            self._undo(now)
 
         # F-RTO (RFC 5682 §2-3): after the RTO's retransmission, new data instead of more
         # retransmissions tells a spurious timeout from a real one.
@@ -1311,9 +1300,7 @@ cdef class Tcb:
                     # Step 3.b: data sent before the timeout, not acknowledged before, is
                     # acknowledged now: the timeout was spurious (RFC 4015 response: restore
                     # cwnd and ssthresh).
-                    self.stats.spurious_rtos += 1
                     self._undo(now)
-                    recovering = False
                 else:
                     # Step 3.a: the new segments were acknowledged (or nothing new was): the
                     # loss was real; at most 3*SMSS, retransmitting what RACK finds lost.
@@ -1397,8 +1384,8 @@ cdef class Tcb:
     cdef void _undo(self, uint64_t now) noexcept nogil:
         """The reduction was spurious: restore cwnd and ssthresh (RFC 4015 §4, as Linux's
         tcp_undo_cwnd_reduction) and forget the losses it assumed."""
-        cdef uint32_t i
-        cdef tx_seg* seg
+        if self.rto_recovery:
+            self.stats.spurious_rtos += 1  # the timeout itself was spurious
         if self.cc.cwnd < self.prior_cwnd:
             self.cc.cwnd = self.prior_cwnd
         if self.prior_ssthresh > self.cc.ssthresh:
@@ -1413,12 +1400,7 @@ cdef class Tcb:
         self.dupacks = 0
         self.undo_valid = 0
         self.t_reo = 0
-        if self.txq.lost_out:
-            for i in range(self.txq.count):
-                seg = txq_at(&self.txq, i)
-                if seg.flags & TXS_LOST:
-                    seg.flags &= ~TXS_LOST
-            self.txq.lost_out = 0
+        txq_clear_lost(&self.txq)
         self.stats.undo_events += 1
 
     cdef void _schedule_loss_probe(self, uint64_t now) noexcept nogil:
@@ -1466,8 +1448,16 @@ cdef class Tcb:
             self.dsack_pending = 1
             self.dsack_left = left
             self.dsack_right = right
+            self._ack_loss_news()
+
+    cdef void _ack_loss_news(self) noexcept nogil:
+        """A sign of loss arrived (out-of-order data, a filled hole, a duplicate): ACK at once,
+        with SACK before the next segment is taken (ack_flush), and the next in-order
+        segments at once too (quick-ACK)."""
+        self.ack_now = 1
+        self.quickacks = QUICKACKS
+        if self.sack_ok:
             self.ack_flush = 1
-            self.quickacks = QUICKACKS
 
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
@@ -1496,10 +1486,7 @@ cdef class Tcb:
             # RFC 5681 §4.2 / RFC 9293 §3.8.6.3: ACK at least every second full-sized segment,
             # at once when a hole is being filled, else within the delayed-ACK time.
             if filled_hole or self.ooo.count:
-                self.ack_now = 1
-                self.quickacks = QUICKACKS
-                if self.sack_ok:
-                    self.ack_flush = 1
+                self._ack_loss_news()
             elif self.quickacks:
                 self.quickacks -= 1
                 self.ack_now = 1
@@ -1529,10 +1516,7 @@ cdef class Tcb:
             # to start fast retransmit.
             if self.dupacks_to_send < 64:
                 self.dupacks_to_send += 1
-            self.ack_now = 1
-            self.quickacks = QUICKACKS
-            if self.sack_ok:
-                self.ack_flush = 1
+            self._ack_loss_news()
 
     cdef void _fin_input(self, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 eighth step: the peer's FIN, in order."""
