@@ -5,6 +5,7 @@ connection table, runs the connections, and writes what they emit. Application t
 under the same lock (connect, send, receive, close) and flush what their call made due themselves.
 See DESIGN.md ("_engine.pyx").
 """
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdio cimport FILE
 
@@ -58,6 +59,7 @@ ctypedef struct engine_stats:
     uint64_t time_wait_reused       # SYN for a TIME-WAIT tuple accepted (RFC 6191 / RFC 1122)
 
 
+@cython.final
 cdef class Listener:
     cdef readonly uint8_t version
     cdef uint8_t addr[16]           # all zero: any address of the stack
@@ -77,6 +79,7 @@ cdef class Listener:
     cdef public uint8_t reuse       # SO_REUSEADDR of the listening socket: its connections inherit it
 
 
+@cython.final
 cdef class Engine:
     cdef int fd                     # the TUN device
     cdef int wake_fd                # eventfd: wakes the loop
@@ -127,48 +130,9 @@ cdef class Engine:
     cdef mem_pool* mem              # the stack-wide limit on buffer memory (every ring's storage)
     cdef uint64_t mem_refused_seen  # mem.refused when blocked writers were last looked at
 
-    cdef uint32_t _hash(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
-                        const uint8_t* raddr, uint16_t rport) noexcept nogil
-    cdef void* _lookup(self, uint8_t version, const uint8_t* laddr, uint16_t lport,
-                       const uint8_t* raddr, uint16_t rport) noexcept nogil
-    cdef void _grow(self) noexcept nogil
-    cdef void _insert(self, void* p) noexcept nogil
-    cdef void _unlink(self, void* p) noexcept nogil
-    cdef void _add_totals(self, void* p) noexcept nogil
-    cdef void _release_all(self) noexcept with gil
-    cdef void* _new_tcb(self, const tcb_config* cfg) noexcept nogil
-    cdef void _refill_pool(self) noexcept with gil
-    cdef void _wheel_remove(self, void* p) noexcept nogil
-    cdef void _schedule(self, void* p, uint64_t now) noexcept nogil
-    cdef void _run_timers(self, uint64_t now) noexcept nogil
-    cdef int _poll_timeout(self, uint64_t now) noexcept nogil
-    cdef void _mark_dirty(self, void* p) noexcept nogil
-    cdef bint _is_ours(self, uint8_t version, const uint8_t* addr) noexcept nogil
-    cdef void _pcap(self, const uint8_t* pkt, size_t n) noexcept nogil
-    cdef void _output(self, uint8_t* frame, size_t n, void* tcb, bint partial) noexcept nogil
-    cdef void _flush(self, void* p, uint64_t now) noexcept nogil
-    cdef bint _flush_some(self, void* p, uint64_t now, int limit) noexcept nogil
-    cdef void _after(self, void* p, uint64_t now) noexcept nogil
-    cdef void _aq_push(self, Listener l, void* p) noexcept nogil
-    cdef void _flush_dirty(self, uint64_t now) noexcept nogil
-    cdef void _send_rst_for(self, const pkt_repr* p) noexcept nogil
-    cdef void _input(self, uint8_t* pkt, size_t n, int flags, uint64_t now) noexcept nogil
-    cdef void* _listener_for(self, uint8_t version, const uint8_t* addr, uint16_t port) noexcept nogil
-    cdef void _tcp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
-    cdef void _syn_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
-    cdef uint32_t _cookie_hash(self, const pkt_repr* p, uint32_t peer_isn, uint32_t counter) noexcept nogil
-    cdef void _send_cookie(self, Listener l, const pkt_repr* p) noexcept nogil
-    cdef bint _cookie_input(self, Listener l, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
-    cdef void _icmp_input(self, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil
-    cdef void _drain_loopback(self, uint64_t now) noexcept nogil
-    cdef void _drain_input(self, uint64_t now) noexcept nogil
     cdef void _loop(self) noexcept nogil
-    cdef void _mem_wake_writers(self) noexcept nogil
-    cdef void _mem_check(self) noexcept nogil
-    cdef bint _mem_wake_due(self) noexcept nogil
     cdef void _lock(self)
     cdef void _unlock(self)
     cdef void _settle(self, void* p) noexcept
     cdef int _user_call(self, Tcb t, int which) except? -1000
     cdef int64_t _recv(self, Tcb t, uint8_t* out, Py_ssize_t nbytes, bint peek)
-    cdef bint _port_listened(self, uint8_t version, uint16_t port) noexcept nogil
