@@ -38,9 +38,10 @@ from tcpfast._seq cimport seq_gt, seq_ge, seq_le, seq_lt, seq_between
 from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason, WIRE_OK,
                             packet_parse, tcp_packet_emit, icmp_packet_emit, ip_header_len,
                             PARSE_SKIP_L4_CHECKSUM, PROTO_TCP, PROTO_ICMP, PROTO_ICMPV6,
-                            TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT)
-from tcpfast._tcb cimport (Tcb, tcb_config, tcb_config_default, config_update, reset_for_segment,
-                           SEG_REPLY_RST,
+                            TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT,
+                            WIRE_TRUNCATED)
+from tcpfast._tcb cimport (Tcb, conn_meta, tcb_config, tcb_stats, tcb_config_default,
+                           config_update, reset_for_segment, SEG_REPLY_RST,
                            CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
                            FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, EV_CONNECTED,
                            EV_READABLE, EV_WRITABLE, EV_ERROR, EV_CLOSED)
@@ -62,6 +63,8 @@ cdef enum:
     LOOP_PKT = 65536 + 64
     COOKIE_PERIOD_S = 64             # RFC 4987 §3.6: a counter t that moves every 64 s
     APP_FLUSH_PACKETS = 2            # packets an application thread sends itself per call
+    FLUSH_ALL = 100000               # (a bound that is never reached)
+    COOKIE_MSS_VALUES = 8            # the MSS values a SYN cookie can carry (3 bits)
     CALL_SHUTDOWN = 1
     CALL_CLOSE = 2
     CALL_ABORT = 3
@@ -92,7 +95,7 @@ cdef class Engine:
     def __cinit__(self):
         self.wake_fd = -1
         self.fd = -1
-        self.buckets = NULL
+        self.table.buckets = NULL
         self.rxbuf = NULL
         self.rx_slots = NULL
         self.txbuf = NULL
@@ -132,8 +135,8 @@ cdef class Engine:
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, os.strerror(errno))
-        self.nbuckets = 1024
-        self.buckets = <void**>calloc(self.nbuckets, sizeof(void*))
+        self.table.nbuckets = TABLE_BUCKETS
+        self.table.buckets = <conn_meta**>calloc(TABLE_BUCKETS, sizeof(conn_meta*))
         self.rxbuf = <uint8_t*>malloc(PKT_MAX)
         # One slot per packet of a batch: a whole GSO super-segment with offload, an MTU without.
         self.rx_slot_size = PKT_MAX if vnet_hdr else mtu + VNET + 64
@@ -143,17 +146,16 @@ cdef class Engine:
         self.txbuf = <uint8_t*>malloc(PKT_MAX)
         self.loopq = <uint8_t*>malloc(<size_t>LOOP_SLOTS * LOOP_PKT)
         self.loop_len = <uint32_t*>malloc(sizeof(uint32_t) * LOOP_SLOTS)
-        if not (self.buckets and self.rxbuf and self.txbuf and self.loopq and self.loop_len):
+        if not (self.table.buckets and self.rxbuf and self.txbuf and self.loopq and self.loop_len):
             raise MemoryError()
-        memset(self.wheel, 0, sizeof(self.wheel))
-        memset(self.wheel_bits, 0, sizeof(self.wheel_bits))
+        memset(&self.wheel, 0, sizeof(self.wheel))
         memset(&self.st, 0, sizeof(self.st))
         self.listeners = []
         self.nlst = 0
         self.release_head = NULL
         self.dirty_head = NULL
         self.start_us = _now_us()
-        self.wheel_tick = self.start_us // 1000
+        self.wheel.tick = self.start_us // 1000
         self.next_port = EPHEMERAL_LOW + (int.from_bytes(os.urandom(2), "little") %
                                           (EPHEMERAL_HIGH - EPHEMERAL_LOW))
         tcb_config_default(&self.cfg)
@@ -164,26 +166,26 @@ cdef class Engine:
 
     def __dealloc__(self):
         cdef uint32_t i
-        cdef void* p
-        cdef void* nxt
+        cdef conn_meta* c
+        cdef conn_meta* nxt
         if self.pcap != NULL:
             fclose(self.pcap)
-        if self.buckets != NULL:
-            for i in range(self.nbuckets):
-                p = self.buckets[i]
-                while p != NULL:
-                    nxt = (<Tcb>p).eng_hash_next
-                    Py_DECREF(<object>p)
-                    p = nxt
-            free(self.buckets)
-        p = self.release_head
-        while p != NULL:
-            nxt = (<Tcb>p).eng_hash_next
-            Py_DECREF(<object>p)
-            p = nxt
+        if self.table.buckets != NULL:
+            for i in range(self.table.nbuckets):
+                c = self.table.buckets[i]
+                while c != NULL:
+                    nxt = c.hash_next
+                    Py_DECREF(<object>c.tcb)
+                    c = nxt
+            free(self.table.buckets)
+        c = self.release_head
+        while c != NULL:
+            nxt = c.hash_next
+            Py_DECREF(<object>c.tcb)
+            c = nxt
         while self.pool_count:
             self.pool_count -= 1
-            Py_DECREF(<object>self.pool[self.pool_count])
+            Py_DECREF(<object>self.pool[self.pool_count].tcb)
         free(self.rxbuf)
         free(self.rx_slots)
         free(self.txbuf)
@@ -243,7 +245,7 @@ cdef class Engine:
                 n = self.rx_lens[i]
                 if self.vnet_hdr:
                     if n < VNET:
-                        self.st.malformed[1] += 1
+                        self.st.malformed[<int>WIRE_TRUNCATED] += 1
                         continue
                     flags = 0
                     if pkt[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID):
@@ -263,6 +265,11 @@ cdef class Engine:
                 release_all(self)
             if self.pool_count < TCB_POOL // 4:
                 refill_pool(self)       # between batches, with the GIL (pool only grows here)
+
+    @property
+    def nconns(self) -> int:
+        """The number of connections in the table (every state but the accepted-and-gone)."""
+        return self.table.count
 
     def run(self):
         """Run the loop in the calling thread until :meth:`stop`."""
@@ -294,17 +301,17 @@ cdef class Engine:
     cdef inline void _unlock(self):
         pthread_mutex_unlock(&self.lock)
 
-    cdef void _settle(self, void* p) noexcept:
+    cdef void _settle(self, Tcb t) noexcept:
         """After a user call: send the first few packets it made due from this thread (low
         latency for small writes), and leave a bulk write's remainder to the engine thread, so
         that the caller returns once its bytes are buffered and the two threads share the work."""
         cdef uint64_t now = _now_us()
         cdef bint more
         with nogil:
-            more = flush_some(self, p, now, APP_FLUSH_PACKETS)
+            more = flush_some(self, t, now, APP_FLUSH_PACKETS)
             drain_loopback(self, now)     # local delivery (and what it makes due) at once
-            if more and (<Tcb>p).eng_in_table:
-                mark_dirty(self, p)       # the rest is the engine thread's
+            if more and t.meta.in_table:
+                mark_dirty(self, &t.meta)  # the rest is the engine thread's
                 self.wake_needed = 1
             if self.wake_needed:
                 # A timer earlier than the loop's planned wake-up: let it recompute.
@@ -324,7 +331,6 @@ cdef class Engine:
         cdef uint8_t ra[16]
         cdef uint8_t version = 4 if len(raddr) == 4 else 6
         cdef tcb_config cfg = self.cfg
-        cdef void* p
         cdef Tcb t
         cdef int port, tries
         cdef ip_repr ip
@@ -336,37 +342,37 @@ cdef class Engine:
         memcpy(ra, <const char*>raddr, len(raddr))
         config_update(&cfg, options)
         t = Tcb.__new__(Tcb)
+        meta_init(t)
         t.configure(&cfg)
         t.set_mem_pool(self.mem)
         self._lock()
         try:
             if lport == 0:
+                # An ephemeral port whose 4-tuple is free and that no listener holds.
                 port = 0
                 for tries in range(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1):
-                    self.next_port += 1
-                    if self.next_port > EPHEMERAL_HIGH or self.next_port < EPHEMERAL_LOW:
-                        self.next_port = EPHEMERAL_LOW
-                    if conn_lookup(self, version, la, self.next_port, ra, rport) == NULL and \
-                            not port_listened(self, version, self.next_port):
-                        port = self.next_port
+                    port = next_ephemeral_port(self)
+                    if table_lookup(self, version, la, port, ra, rport) == NULL and \
+                            not port_listened(self, version, port):
                         break
+                    port = 0
                 if port == 0:
                     raise OSError(EADDRNOTAVAIL, os.strerror(EADDRNOTAVAIL))
                 lport = port
-            elif conn_lookup(self, version, la, lport, ra, rport) != NULL:
+            elif table_lookup(self, version, la, lport, ra, rport) != NULL:
                 raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
             memset(&ip, 0, sizeof(ip))
             ip.version = version
             memcpy(ip.src, la, 16)
             memcpy(ip.dst, ra, 16)
             t.set_endpoints(&ip, <uint16_t>lport, <uint16_t>rport)
-            t.eng_app_fd = app_fd
-            t.eng_peer_fd = peer_fd
-            t.eng_reuse = reuse
-            Py_INCREF(t)
-            conn_insert(self, <void*>t)
+            t.meta.app_fd = app_fd
+            t.meta.peer_fd = peer_fd
+            t.meta.reuse = reuse
+            Py_INCREF(t)                  # the engine's reference, let go when it leaves the table
+            conn_insert(self, t)
             t.user_open(_now_us())
-            self._settle(<void*>t)
+            self._settle(t)
         finally:
             self._unlock()
         return t
@@ -395,7 +401,7 @@ cdef class Engine:
     def unlisten(self, Listener l not None):
         """Close a listener: connections still in its queues are reset (as Linux does)."""
         cdef int i, j
-        cdef void* p
+        cdef conn_meta* c
         cdef uint64_t now = _now_us()
         cdef uint32_t b
         self._lock()
@@ -405,16 +411,16 @@ cdef class Engine:
             l.peer_fd = -1
             # Connections still pointing at the listener forget it (it may be freed): the
             # embryonic ones are reset, as nobody can accept them any more.
-            for b in range(self.nbuckets):
-                p = self.buckets[b]
-                while p != NULL:
-                    if (<Tcb>p).eng_listener == <void*>l:
-                        (<Tcb>p).eng_listener = NULL
-                        if (<Tcb>p).eng_embryonic:
-                            (<Tcb>p).eng_embryonic = 0
-                            (<Tcb>p).user_abort(now)
-                            mark_dirty(self, p)
-                    p = (<Tcb>p).eng_hash_next
+            for b in range(self.table.nbuckets):
+                c = self.table.buckets[b]
+                while c != NULL:
+                    if c.listener == <void*>l:
+                        c.listener = NULL
+                        if c.embryonic:
+                            c.embryonic = 0
+                            (<Tcb>c.tcb).user_abort(now)
+                            mark_dirty(self, c)
+                    c = c.hash_next
             for i in range(self.nlst):
                 if self.lst[i] == <void*>l:
                     for j in range(i, self.nlst - 1):
@@ -422,16 +428,14 @@ cdef class Engine:
                     self.nlst -= 1
                     break
             flush_dirty(self, now)
-            while l.aq_count:
-                p = l.acceptq[l.aq_head]
-                l.aq_head = (l.aq_head + 1) % l.aq_cap
-                l.aq_count -= 1
-                (<Tcb>p).eng_queued = 0
-                (<Tcb>p).user_abort(now)
-                if (<Tcb>p).eng_in_table:
-                    self._settle(p)
+            c = aq_pop(l)
+            while c != NULL:
+                (<Tcb>c.tcb).user_abort(now)
+                if c.in_table:
+                    self._settle(<Tcb>c.tcb)
                 else:
-                    Py_DECREF(<object>p)
+                    Py_DECREF(<object>c.tcb)      # the engine's reference, kept for the queue
+                c = aq_pop(l)
         finally:
             self._unlock()
         if l in self.listeners:
@@ -442,26 +446,20 @@ cdef class Engine:
     def accept(self, Listener l not None, Listener l2=None):
         """The next established connection of the listener (or of ``l2``, the IPv4 half of a
         dual-stack listener sharing its fd), or None."""
-        cdef void* p = NULL
+        cdef conn_meta* c = NULL
         cdef Tcb t = None
-        cdef Listener src = None
         self._lock()
         try:
-            if l.aq_count:
-                src = l
-            elif l2 is not None and l2.aq_count:
-                src = l2
-            if src is not None:
-                p = src.acceptq[src.aq_head]
-                src.aq_head = (src.aq_head + 1) % src.aq_cap
-                src.aq_count -= 1
-                (<Tcb>p).eng_queued = 0
-                t = <Tcb>p                # our own reference now
-                if not t.eng_in_table:
+            c = aq_pop(l)
+            if c == NULL and l2 is not None:
+                c = aq_pop(l2)
+            if c != NULL:
+                t = <Tcb>c.tcb            # our own reference now
+                if not c.in_table:
                     Py_DECREF(t)          # the engine's reference, kept only for the queue
             # The fd is readable exactly while a connection waits in either queue.
             if l.aq_count == 0 and (l2 is None or l2.aq_count == 0):
-                _token_clear(l.app_fd, &l.rd_token)
+                token_clear(l.app_fd, &l.rd_token)
                 if l2 is not None:
                     l2.rd_token = 0
         finally:
@@ -472,37 +470,28 @@ cdef class Engine:
         """Would a bind to this local port conflict with a connection (in any state, TIME-WAIT
         included)? As Linux's inet_csk_bind_conflict: not when both the new socket and the
         connection's socket set SO_REUSEADDR."""
-        cdef uint32_t i
-        cdef void* p
+        cdef bint used
         self._lock()
-        try:
-            for i in range(self.nbuckets):
-                p = self.buckets[i]
-                while p != NULL:
-                    if (<Tcb>p).lport == port and (<Tcb>p).ip.version == version and \
-                            not (reuse and (<Tcb>p).eng_reuse):
-                        return True
-                    p = (<Tcb>p).eng_hash_next
-            return port_listened(self, <uint8_t>version, <uint16_t>port)
-        finally:
-            self._unlock()
+        used = port_in_use(self, <uint8_t>version, <uint16_t>port, reuse)
+        self._unlock()
+        return used
 
     def attach_fds(self, Tcb t not None, int app_fd, int peer_fd):
         """Give a connection its socket's fd pair (an accepted connection, once its socket
         exists) and bring the fd up to date."""
         self._lock()
-        t.eng_app_fd = app_fd
-        t.eng_peer_fd = peer_fd
-        t.eng_rd_token = 0
-        t.eng_wr_blocked = 0
-        _readiness(t)
+        t.meta.app_fd = app_fd
+        t.meta.peer_fd = peer_fd
+        t.meta.rd_token = 0
+        t.meta.wr_blocked = 0
+        readiness(t)
         self._unlock()
 
     def poke(self, Tcb t not None):
         """Make the socket's fd readable (shutdown(SHUT_RD) from another thread: a blocked
         reader must wake and find end of stream)."""
         self._lock()
-        _token_set(t.eng_peer_fd, &t.eng_rd_token)
+        token_set(t.meta.peer_fd, &t.meta.rd_token)
         self._unlock()
 
     def send(self, Tcb t not None, data) -> int:
@@ -517,13 +506,13 @@ cdef class Engine:
             if t.state == SYN_SENT or t.state == SYN_RECEIVED:
                 # The socket API waits for the connection as Linux does (sk_stream_wait_connect)
                 # rather than queue data in SYN-SENT as RFC 9293 §3.10.2 allows the TCB to.
-                _readiness(t)
+                readiness(t)
                 return -EAGAIN
             r = t.user_send(&d[0], n, _now_us())
             if r > 0:
-                self._settle(<void*>t)
+                self._settle(t)
             elif r == -EAGAIN:
-                _readiness(t)             # unwritable now: the caller polls for writability
+                readiness(t)              # unwritable now: the caller polls for writability
         finally:
             self._unlock()
         return r
@@ -543,12 +532,12 @@ cdef class Engine:
         self._lock()
         try:
             r = t.user_recv(out, nbytes, peek, _now_us())
-            if r > 0 and not peek and t.eng_in_table and t.ack_now:
-                self._settle(<void*>t)    # a window update is due
+            if r > 0 and not peek and t.meta.in_table and t.ack_now:
+                self._settle(t)           # a window update is due
             else:
                 mem_check(self)
-            if not _tcb_readable(t):
-                _token_clear(t.eng_app_fd, &t.eng_rd_token)   # nothing left: not readable
+            if not tcb_readable(t):
+                token_clear(t.meta.app_fd, &t.meta.rd_token)  # nothing left: not readable
         finally:
             self._unlock()
         return r
@@ -587,13 +576,13 @@ cdef class Engine:
             if which == CALL_SHUTDOWN:
                 r = t.user_shutdown(_now_us())
             elif which == CALL_CLOSE:
-                t.eng_app_fd = -1         # the socket closes its fds after this call
-                t.eng_peer_fd = -1
+                t.meta.app_fd = -1        # the socket closes its fds after this call
+                t.meta.peer_fd = -1
                 r = t.user_close(_now_us())
             else:
                 r = t.user_abort(_now_us())
-            if t.eng_in_table:
-                self._settle(<void*>t)
+            if t.meta.in_table:
+                self._settle(t)
         finally:
             self._unlock()
         if which != CALL_SHUTDOWN and self.release_head != NULL:
@@ -606,8 +595,8 @@ cdef class Engine:
         try:
             config_update(&t.cfg, options)
             t.reconfigure()
-            if t.eng_in_table:
-                self._settle(<void*>t)
+            if t.meta.in_table:
+                self._settle(t)
         finally:
             self._unlock()
 
@@ -625,23 +614,24 @@ cdef class Engine:
         """Counters in the spirit of ``netstat -s``: the engine's and the connections' (live and
         gone) added up."""
         cdef uint32_t i
-        cdef void* p
+        cdef conn_meta* c
+        cdef engine_stats est
+        cdef tcb_stats sums
         cdef dict out, st, totals
         self._lock()
-        try:
-            st = self.st
-            totals = self.closed_totals
-            for i in range(self.nbuckets):
-                p = self.buckets[i]
-                while p != NULL:
-                    for k, v in (<Tcb>p).counters.items():
-                        totals[k] += v
-                    p = (<Tcb>p).eng_hash_next
-        finally:
-            self._unlock()
+        est = self.st
+        sums = self.closed_totals
+        for i in range(self.table.nbuckets):
+            c = self.table.buckets[i]
+            while c != NULL:
+                add_totals(&sums, &(<Tcb>c.tcb).stats)
+                c = c.hash_next
+        self._unlock()
+        st = est                          # as dicts, once the lock is let go
+        totals = sums
         from tcpfast._wire import Reason
         out = {}
-        for key in ("packets_in", "packets_out", "bytes_in", "bytes_out", "not_ours", "not_tcp",
+        for key in ("packets_in", "packets_out", "bytes_in", "bytes_out", "not_ours",
                     "resets_sent", "dropped_no_listener", "dropped_backlog", "syncookies_sent",
                     "syncookies_accepted", "syncookies_failed", "icmp_echo_replies",
                     "icmp_errors", "icmp_unmatched", "loopback_packets", "loopback_dropped",
@@ -668,7 +658,7 @@ cdef class Engine:
                     "tlp_recoveries", "rack_reo_timeouts", "dsack_in", "dsack_out",
                     "spurious_retrans", "spurious_rtos", "undo_events"):
             out[key] = totals[key]
-        out["connections"] = self.nconns
+        out["connections"] = self.table.count
         # The stack-wide limit on buffer memory (see README, "Buffers"): what the connections'
         # rings hold now and at most, and how often the limit pressed (buffers stopped growing)
         # or refused memory outright.
@@ -693,7 +683,7 @@ cdef class Engine:
     def connections(self) -> list:
         """One row per connection and listener, in the spirit of ``ss -tan``."""
         cdef uint32_t i
-        cdef void* p
+        cdef conn_meta* c
         cdef Tcb t
         cdef int k
         rows = []
@@ -705,10 +695,10 @@ cdef class Engine:
                                  remote=None,
                                  send_queue=l.aq_count, recv_queue=l.syn_count, cwnd=None,
                                  srtt=None))
-            for i in range(self.nbuckets):
-                p = self.buckets[i]
-                while p != NULL:
-                    t = <Tcb>p
+            for i in range(self.table.nbuckets):
+                c = self.table.buckets[i]
+                while c != NULL:
+                    t = <Tcb>c.tcb
                     info = t.info
                     rows.append(dict(state=info["state"], local=t.local, remote=t.remote,
                                      send_queue=info["send_queue"], recv_queue=info["recv_queue"],
@@ -720,7 +710,7 @@ cdef class Engine:
                                      rcvbuf=info["rcvbuf"], sndbuf=info["sndbuf"],
                                      rmem_alloc=info["rcvbuf_alloc"],
                                      wmem_alloc=info["sndbuf_alloc"]))
-                    p = t.eng_hash_next
+                    c = c.hash_next
         finally:
             self._unlock()
         return rows

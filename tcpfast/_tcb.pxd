@@ -120,6 +120,45 @@ ctypedef struct tcb_stats:
     uint64_t undo_events        # cwnd/ssthresh restored after a spurious reduction (RFC 4015)
 
 
+# What the engine keeps about a connection, in one struct the Tcb carries for it (as smoltcp's
+# iface/socket_meta.rs): its place in the connection table, on the timer wheel, in the list of
+# connections with something due and in its listener's queues, and the socket's readiness fds.
+# Only the engine (_engine/) reads or writes it; the TCB never does. The lists hold these structs,
+# so the engine keeps its connections typed; ``tcb`` leads back to the Tcb that carries it.
+cdef struct conn_meta:
+    void* tcb                   # the Tcb that carries this struct (borrowed: it is its owner)
+    # the connection table (_engine/table.pxi): the chain, and the 4-tuple it is filed under
+    conn_meta* hash_next        # also the chain of the list of connections to release
+    uint8_t in_table
+    uint8_t version
+    uint16_t lport
+    uint16_t rport
+    uint8_t laddr[16]
+    uint8_t raddr[16]
+    uint8_t reuse               # its socket had SO_REUSEADDR (a TIME-WAIT keeps it, as Linux)
+    # the timer wheel (_engine/timers.pxi)
+    conn_meta* wheel_next
+    conn_meta* wheel_prev
+    uint64_t wheel_at
+    int wheel_slot              # -1: not on the wheel
+    # the list of connections with something due (_engine/dispatch.pxi)
+    conn_meta* dirty_next
+    uint8_t dirty
+    # its listener (_engine/listen.pxi)
+    void* listener              # borrowed: the Listener it came from (alive while it is listed)
+    uint8_t embryonic           # counted in its listener's SYN queue
+    uint8_t queued              # in its listener's accept queue
+    # The socket's readiness (_engine/readiness.pxi). The socket's file descriptor is one end of a
+    # socketpair (app_fd, its fileno()); the engine holds the other (peer_fd). A token byte
+    # written into the peer end makes the socket's fd readable; filling the socket's own end up
+    # makes it unwritable. So select, poll, epoll and asyncio see what the connection is ready for.
+    int app_fd
+    int peer_fd
+    uint8_t rd_token            # the app end is readable (a token is queued)
+    uint8_t wr_blocked          # the app end is filled (unwritable)
+    uint8_t fd_phase            # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
+
+
 cdef class Tcb:
     # --- identity -----------------------------------------------------------------------------
     cdef ip_repr ip             # template of our packets: src = local, dst = remote
@@ -253,32 +292,12 @@ cdef class Tcb:
 
     # --- towards the application --------------------------------------------------------------
     cdef readonly int error     # errno to report (ECONNREFUSED, ECONNRESET, ETIMEDOUT), 0 = none
+    cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
     cdef public int events      # EV_* bits
     cdef tcb_stats stats
 
-    # --- owned by the engine (_engine.pyx): table chain, timer wheel, dirty list, wake-ups ------
-    cdef void* eng_hash_next
-    cdef void* eng_wheel_next
-    cdef void* eng_wheel_prev
-    cdef uint64_t eng_wheel_at
-    cdef int eng_wheel_slot     # -1: not on the wheel
-    cdef void* eng_dirty_next
-    cdef uint8_t eng_dirty
-    cdef uint8_t eng_in_table
-    cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
-    cdef uint8_t eng_queued     # in its listener's accept queue
-    cdef uint8_t eng_reuse      # its socket had SO_REUSEADDR (a TIME-WAIT keeps it, as Linux)
-    cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
-    # The socket's file descriptor is one end of a socketpair (eng_app_fd, its fileno()); the
-    # engine holds the other (eng_peer_fd). A token byte written into the peer end makes the
-    # socket's fd readable; filling the socket's own end up makes it unwritable. So select,
-    # poll, epoll and asyncio see exactly what the connection is ready for.
-    cdef int eng_app_fd
-    cdef int eng_peer_fd
-    cdef uint8_t eng_rd_token   # the app end is readable (a token is queued)
-    cdef uint8_t eng_wr_blocked # the app end is filled (unwritable)
-    cdef uint8_t eng_fd_phase   # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
-    cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
+    # --- what the engine keeps about this connection (only _engine/ reads or writes it) ------
+    cdef conn_meta meta
 
     # --- C API --------------------------------------------------------------------------------
     cdef void configure(self, const tcb_config* cfg) noexcept nogil

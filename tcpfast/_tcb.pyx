@@ -165,9 +165,6 @@ cdef class Tcb:
 
     def __cinit__(self):
         tcb_config_default(&self.cfg)
-        self.eng_wheel_slot = -1
-        self.eng_app_fd = -1
-        self.eng_peer_fd = -1
         self.state = CLOSED
         memset(&self.ip, 0, sizeof(ip_repr))
         memset(&self.stats, 0, sizeof(tcb_stats))

@@ -2,11 +2,13 @@
 # Included by _engine.pyx.
 
 cdef void icmp_input(Engine e, pkt_repr* p, const uint8_t* pkt, uint64_t now) noexcept nogil:
+    """An ICMP or ICMPv6 message for us: an echo request is answered; an error that quotes one
+    of our segments goes to its connection (RFC 9293 §3.9.2.2, RFC 5927)."""
     cdef icmp_repr* m = &p.icmp
     cdef ip_repr ip
     cdef icmp_repr reply
     cdef size_t n, ihl
-    cdef void* t
+    cdef conn_meta* c
     cdef int err = 0
     cdef bint hard = False
     cdef uint32_t mtu = 0
@@ -29,15 +31,15 @@ cdef void icmp_input(Engine e, pkt_repr* p, const uint8_t* pkt, uint64_t now) no
         n = icmp_packet_emit(e.txbuf + VNET, PKT_MAX - VNET, &ip, &reply, m.body_len)
         if n:
             e.st.icmp_echo_replies += 1
-            output(e, e.txbuf, n, NULL, False)
+            output(e, e.txbuf, n, 0, False, True)
         return
     if not (m.has_quote and m.quote_has_ports and m.quote_ip.protocol == PROTO_TCP):
         e.st.icmp_unmatched += 1
         return
     # The quoted packet is one we sent: its source is us, its destination the peer.
-    t = conn_lookup(e, m.quote_ip.version, m.quote_ip.src, m.quote_src_port, m.quote_ip.dst,
+    c = table_lookup(e, m.quote_ip.version, m.quote_ip.src, m.quote_src_port, m.quote_ip.dst,
                      m.quote_dst_port)
-    if t == NULL or not seq_between((<Tcb>t).snd_una, m.quote_seq, (<Tcb>t).snd_max):
+    if c == NULL or not seq_between((<Tcb>c.tcb).snd_una, m.quote_seq, (<Tcb>c.tcb).snd_max):
         # RFC 5927 §4.1: an error about a sequence number we have no data in flight for is
         # not believed.
         e.st.icmp_unmatched += 1
@@ -59,5 +61,5 @@ cdef void icmp_input(Engine e, pkt_repr* p, const uint8_t* pkt, uint64_t now) no
         else:
             err = EPROTO
     e.st.icmp_errors += 1
-    (<Tcb>t).on_icmp_error(err, mtu, hard)
-    mark_dirty(e, t)
+    (<Tcb>c.tcb).on_icmp_error(err, mtu, hard)
+    mark_dirty(e, c)

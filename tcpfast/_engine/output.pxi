@@ -2,7 +2,7 @@
 # address (loopback), and the capture (pcap).
 # Included by _engine.pyx.
 
-cdef bint is_ours(Engine e, uint8_t version, const uint8_t* addr) noexcept nogil:
+cdef inline bint is_ours(Engine e, uint8_t version, const uint8_t* addr) noexcept nogil:
     if version == 4:
         return e.has4 and memcmp(addr, e.addr4, 4) == 0
     return e.has6 and memcmp(addr, e.addr6, 16) == 0
@@ -22,14 +22,17 @@ cdef void pcap_write(Engine e, const uint8_t* pkt, size_t n) noexcept nogil:
     fwrite(pkt, 1, rec[2], e.pcap)
 
 
-cdef void output(Engine e, uint8_t* frame, size_t n, void* tcb, bint partial) noexcept nogil:
-    """Send one packet that sits at frame + VNET. To our own address it is queued for the
-    input path; otherwise it goes to the device, with a virtio-net header in offload mode."""
+cdef void output(Engine e, uint8_t* frame, size_t n, uint16_t smss, bint partial,
+                 bint control) noexcept nogil:
+    """Send one packet that sits at frame + VNET. To our own address it is queued for the input
+    path; otherwise it goes to the device, with a virtio-net header in offload mode (``smss``:
+    the connection's segment size, for GSO; ``partial``: the checksum is left to the device).
+    ``control``: a packet of no connection (a reset, a SYN cookie, an echo reply): when it is
+    queued for ourselves, nobody else is about to deliver it, so the loop is woken."""
     cdef uint8_t* pkt = frame + VNET
     cdef uint8_t version = pkt[0] >> 4
     cdef const uint8_t* dst = pkt + 16 if version == 4 else pkt + 24
     cdef size_t ihl, thl, payload
-    cdef uint16_t smss
     cdef ssize_t w
     cdef uint32_t slot
     pcap_write(e, pkt, n)
@@ -46,12 +49,12 @@ cdef void output(Engine e, uint8_t* frame, size_t n, void* tcb, bint partial) no
         e.loop_len[slot] = <uint32_t>n | (LOOP_PARTIAL if partial else 0)
         e.loop_count += 1
         e.st.loopback_packets += 1
-        if tcb == NULL:
+        if control:
             _signal(e.wake_fd)
         return
     if e.vnet_hdr:
         memset(frame, 0, VNET)
-        if pkt[0] >> 4 == 4:
+        if version == 4:
             ihl = (pkt[0] & 0x0f) * 4
         else:
             ihl = 40
@@ -61,7 +64,6 @@ cdef void output(Engine e, uint8_t* frame, size_t n, void* tcb, bint partial) no
             store_le16(frame + 6, <uint16_t>ihl)             # csum_start
             store_le16(frame + 8, 16)                        # csum_offset (TCP checksum)
             payload = n - ihl - thl
-            smss = (<Tcb>tcb).smss if tcb != NULL else 0
             if smss and payload > smss:
                 frame[1] = GSO_TCPV4 if version == 4 else GSO_TCPV6
                 store_le16(frame + 2, <uint16_t>(ihl + thl))  # hdr_len
@@ -75,11 +77,14 @@ cdef void output(Engine e, uint8_t* frame, size_t n, void* tcb, bint partial) no
 
 
 cdef void send_rst_for(Engine e, const pkt_repr* p) noexcept nogil:
+    """RFC 9293 §3.10.7.1: the reset that answers a segment for no connection."""
     cdef size_t n = reset_for_segment(p, e.txbuf + VNET, PKT_MAX - VNET, 64)
     if n:
         e.st.resets_sent += 1
-        output(e, e.txbuf, n, NULL, False)
+        output(e, e.txbuf, n, 0, False, True)
 
+
+# --- the loopback queue: packets to our own address ----------------------------------------------
 
 cdef void drain_loopback(Engine e, uint64_t now) noexcept nogil:
     """Deliver packets to our own address and send what that makes due, until quiet."""
@@ -101,4 +106,4 @@ cdef void drain_input(Engine e, uint64_t now) noexcept nogil:
         # Copy out: handling it may queue more packets into the same ring.
         memcpy(e.rxbuf, e.loopq + <size_t>slot * LOOP_PKT, n & ~LOOP_PARTIAL)
         packet_input(e, e.rxbuf, n & ~LOOP_PARTIAL,
-                    PARSE_SKIP_L4_CHECKSUM if n & LOOP_PARTIAL else 0, now)
+                     PARSE_SKIP_L4_CHECKSUM if n & LOOP_PARTIAL else 0, now)
