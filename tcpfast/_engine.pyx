@@ -41,7 +41,7 @@ from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason,
                             TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT,
                             WIRE_TRUNCATED)
 from tcpfast._tcb cimport (Tcb, conn_meta, tcb_config, tcb_stats, tcb_config_default,
-                           config_update, reset_for_segment, SEG_REPLY_RST,
+                           config_update, reset_for_segment, syn_ack_for_cookie, SEG_REPLY_RST,
                            CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
                            FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, EV_CONNECTED,
                            EV_READABLE, EV_WRITABLE, EV_ERROR, EV_CLOSED)

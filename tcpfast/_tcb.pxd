@@ -9,6 +9,7 @@ byte counts or negative errno values that the socket layer raises as the kernel'
 
 Variables are named as RFC 9293 §3.3.1 names them, in lower case.
 """
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
@@ -33,6 +34,7 @@ ctypedef enum tcp_state:
     CLOSING
     LAST_ACK
     TIME_WAIT
+    TCP_STATE_COUNT
 
 
 # What on_segment asks of its caller.
@@ -159,6 +161,7 @@ cdef struct conn_meta:
     uint8_t fd_phase            # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
 
 
+@cython.final
 cdef class Tcb:
     # --- identity -----------------------------------------------------------------------------
     cdef ip_repr ip             # template of our packets: src = local, dst = remote
@@ -169,6 +172,7 @@ cdef class Tcb:
     cdef uint8_t passive        # came from LISTEN (RFC 9293: "initiated with a passive OPEN")
     cdef uint8_t orphan         # the application closed: nobody reads any more
     cdef uint8_t synced         # reached ESTABLISHED once
+    cdef uint32_t entered[TCP_STATE_COUNT]   # times each state was entered (set_state counts)
     cdef uint8_t iss_fixed      # tests: use iss_value rather than the RFC 6528 ISN
     cdef uint32_t iss_value
     cdef list _py_out           # Python-level interface: resets queued by receive()
@@ -315,6 +319,8 @@ cdef class Tcb:
     cdef int user_abort(self, uint64_t now) noexcept nogil
     cdef int open_from_cookie(self, const pkt_repr* p, uint32_t iss, uint16_t mss,
                               uint64_t now) noexcept nogil
+    cdef void set_state(self, int state) noexcept nogil
+    cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil
     cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil
     cdef uint32_t send_space(self) noexcept nogil
     cdef uint32_t recv_available(self) noexcept nogil
@@ -379,6 +385,9 @@ cdef class Tcb:
 # state's rules answer with a reset). Writes an IP packet into buf; returns its length, or 0 when
 # the segment itself carries RST (never answer a reset with a reset).
 cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil
+# RFC 4987 §3.6: the SYN-ACK that answers a SYN with a cookie (the ISS) and keeps no state.
+cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_config* cfg,
+                               uint8_t ttl, uint8_t* buf, size_t cap) noexcept nogil
 
 # Defaults as Linux (see tcb_config); used by the Python-level constructor and the engine.
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil

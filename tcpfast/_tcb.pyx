@@ -156,6 +156,33 @@ cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8
     return tcp_packet_emit(buf, cap, &ip, &t, 0, False)
 
 
+cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_config* cfg,
+                               uint8_t ttl, uint8_t* buf, size_t cap) noexcept nogil:
+    """RFC 4987 §3.6: the SYN-ACK that answers a SYN with a cookie as its sequence number and
+    keeps no state, <SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>: the window of ``cfg`` (never
+    scaled in a SYN, RFC 7323 §2.2) and its MSS, and no other option, as a cookie cannot keep
+    them (open_from_cookie then turns them off). Writes an IP packet into buf; returns its
+    length."""
+    cdef ip_repr ip
+    cdef tcp_repr t
+    memset(&ip, 0, sizeof(ip))
+    memset(&t, 0, sizeof(t))
+    ip.version = p.ip.version
+    ip.ttl = ttl
+    ip.dont_fragment = 1
+    memcpy(ip.src, p.ip.dst, 16)
+    memcpy(ip.dst, p.ip.src, 16)
+    t.src_port = p.tcp.dst_port
+    t.dst_port = p.tcp.src_port
+    t.seq = cookie
+    t.ack = p.tcp.seq + 1
+    t.flags = TH_SYN | TH_ACK
+    t.window = <uint16_t>(cfg.rcvbuf if cfg.rcvbuf < 0xffff else 0xffff)
+    t.has_mss = 1
+    t.mss = cfg.mss
+    return tcp_packet_emit(buf, cap, &ip, &t, 0, False)
+
+
 cdef class Tcb:
     """Tcb(local, remote=None, **options): one TCP connection, driven by segments and time.
 
@@ -165,7 +192,7 @@ cdef class Tcb:
 
     def __cinit__(self):
         tcb_config_default(&self.cfg)
-        self.state = CLOSED
+        # The state starts CLOSED (0): the object's memory is zeroed.
         memset(&self.ip, 0, sizeof(ip_repr))
         memset(&self.stats, 0, sizeof(tcb_stats))
         ring_init(&self.sndbuf, self.cfg.sndbuf)
@@ -315,7 +342,7 @@ cdef class Tcb:
         if self.state != CLOSED:
             return -EISCONN
         self._init_sequence(now)
-        self.state = SYN_SENT
+        self.set_state(SYN_SENT)
         self.syn_pending = 1
         return 0
 
@@ -345,8 +372,7 @@ cdef class Tcb:
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = th.seq
         self.snd_wl2 = th.ack
-        self.state = ESTABLISHED
-        self.synced = 1
+        self.set_state(ESTABLISHED)
         self.last_rcv_time = now
         self.events |= EV_CONNECTED | EV_WRITABLE
         if self.cfg.keepalive:
@@ -385,7 +411,7 @@ cdef class Tcb:
         """Passive OPEN: enter LISTEN."""
         if self.state != CLOSED:
             return -EISCONN
-        self.state = LISTEN
+        self.set_state(LISTEN)
         self.passive = 1
         return 0
 
@@ -640,11 +666,11 @@ cdef class Tcb:
             # for ESTABLISHED first.)
             self.fin_queued = 1
             if self.state == ESTABLISHED:
-                self.state = FIN_WAIT_1
+                self.set_state(FIN_WAIT_1)
             return 0
         if self.state == CLOSE_WAIT:
             self.fin_queued = 1
-            self.state = LAST_ACK
+            self.set_state(LAST_ACK)
             return 0
         if self.state == CLOSED:
             return -ENOTCONN if not self.error else 0
@@ -712,7 +738,7 @@ cdef class Tcb:
         self.last_rcv_time = now
         # Data on the SYN is not kept (no TCP Fast Open): it is not acknowledged, so the peer
         # sends it again once we are synchronized.
-        self.state = SYN_RECEIVED
+        self.set_state(SYN_RECEIVED)
         self.syn_pending = 1
         return SEG_OK
 
@@ -759,7 +785,7 @@ cdef class Tcb:
             # <CTL=SYN,ACK> and send it." (simultaneous open, RFC 9293 Figure 8)
             self.snd_wnd = th.window      # unscaled in a SYN (RFC 7323 §2.2)
             self.max_snd_wnd = self.snd_wnd
-            self.state = SYN_RECEIVED
+            self.set_state(SYN_RECEIVED)
             self.snd_nxt = self.iss
             self.syn_pending = 1
         return SEG_OK
@@ -777,15 +803,14 @@ cdef class Tcb:
             self.rtt_timing = 0
         rtt_reset_backoff(&self.rtt)
         self.retries = 0
-        self.state = ESTABLISHED
-        self.synced = 1
+        self.set_state(ESTABLISHED)
         self.t_rtx = 0
         self.syn_pending = 0
         self.ack_now = 1
         self.last_rcv_time = now
         self.events |= EV_CONNECTED | EV_WRITABLE
         if self.fin_queued:
-            self.state = FIN_WAIT_1
+            self.set_state(FIN_WAIT_1)
         if self.cfg.keepalive:
             self.t_keepalive = now + self.cfg.keepidle
 
@@ -809,7 +834,7 @@ cdef class Tcb:
         self.rtt_timing = 0
         ranges_clear(&self.ooo)
         rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
-        self.state = LISTEN
+        self.set_state(LISTEN)
 
     cdef void _challenge_ack(self, uint64_t now) noexcept nogil:
         """RFC 5961 §3.2/§4.2/§5.2 challenge ACK, at most challenge_ack_limit a second (§7)."""
@@ -954,8 +979,7 @@ cdef class Tcb:
             # segment <SEQ=SEG.ACK><CTL=RST> and send it."
             if not (seq_lt(self.snd_una, th.ack) and seq_le(th.ack, self.snd_max)):
                 return SEG_REPLY_RST
-            self.state = ESTABLISHED
-            self.synced = 1
+            self.set_state(ESTABLISHED)
             self.syn_pending = 0
             self.snd_wnd = <uint32_t>th.window << self.snd_wscale
             self.max_snd_wnd = self.snd_wnd
@@ -963,7 +987,7 @@ cdef class Tcb:
             self.snd_wl2 = th.ack
             self.events |= EV_CONNECTED | EV_WRITABLE
             if self.fin_queued:
-                self.state = FIN_WAIT_1
+                self.set_state(FIN_WAIT_1)
             if self.cfg.keepalive:
                 self.t_keepalive = now + self.cfg.keepidle
         # RFC 5961 §5.2: an ACK is acceptable only within (SND.UNA - MAX.SND.WND) .. SND.NXT.
@@ -1164,7 +1188,7 @@ cdef class Tcb:
                 if self.state == FIN_WAIT_1:
                     # "In addition to the processing for the ESTABLISHED state, if the FIN
                     # segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
-                    self.state = FIN_WAIT_2
+                    self.set_state(FIN_WAIT_2)
                     if self.orphan:
                         self.t_timewait = now + self.cfg.fin_timeout
                 elif self.state == CLOSING:
@@ -1524,14 +1548,14 @@ cdef class Tcb:
         self.ack_now = 1
         self.events |= EV_READABLE
         if self.state == SYN_RECEIVED or self.state == ESTABLISHED:
-            self.state = CLOSE_WAIT
+            self.set_state(CLOSE_WAIT)
         elif self.state == FIN_WAIT_1:
             # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT ...
             # otherwise, enter the CLOSING state."
             if self.fin_acked:
                 self._enter_time_wait(now)
             else:
-                self.state = CLOSING
+                self.set_state(CLOSING)
         elif self.state == FIN_WAIT_2:
             self._enter_time_wait(now)
         elif self.state == TIME_WAIT:
@@ -1541,11 +1565,34 @@ cdef class Tcb:
     # State changes
     # =========================================================================================
 
+    cdef void set_state(self, int state) noexcept nogil:
+        """Every change of state goes through here (as Linux's tcp_set_state and smoltcp's
+        set_state): it counts the transition (``transitions``) and remembers that the connection
+        was synchronized once it reaches ESTABLISHED. What the socket is ready for follows from
+        the state and the buffers (``tcb_poll``), so it needs no update of its own."""
+        if state == self.state:
+            return
+        self.state = state
+        self.entered[state] += 1
+        if state == ESTABLISHED:
+            self.synced = 1
+
+    cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil:
+        """RFC 1122 §4.2.2.13 (and RFC 6191): a new SYN whose sequence number lies above the
+        old connection's RCV.NXT may reopen a 4-tuple in TIME-WAIT. If this segment may, the
+        TIME-WAIT ends here (CLOSED; the caller takes the TCB out of its table and hands the SYN
+        to a listener, which makes the new connection) and True is returned."""
+        if self.state != TIME_WAIT or (th.flags & (TH_SYN | TH_ACK | TH_RST)) != TH_SYN or \
+                not seq_gt(th.seq, self.rcv_nxt):
+            return False
+        self._enter_closed(0)
+        return True
+
     cdef void _enter_closed(self, int err) noexcept nogil:
         if err:
             self.error = err
             self.events |= EV_ERROR | EV_READABLE | EV_WRITABLE
-        self.state = CLOSED
+        self.set_state(CLOSED)
         self.events |= EV_CLOSED
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
         self.t_reo = self.t_tlp = 0
@@ -1564,7 +1611,7 @@ cdef class Tcb:
         the other timers." It lasts 2*MSL so that old duplicates of this connection die out before
         the same 4-tuple can be used again, and so that a lost final ACK can be repeated when the
         peer retransmits its FIN (RFC 9293 §3.4.2)."""
-        self.state = TIME_WAIT
+        self.set_state(TIME_WAIT)
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = 0
         self.t_reo = self.t_tlp = 0
         self.tlp_pending = 0
@@ -2351,6 +2398,12 @@ cdef class Tcb:
     def counters(self):
         """The connection's counters (``tcb_stats``) as a dict."""
         return self.stats
+
+    @property
+    def transitions(self):
+        """How many times the connection entered each state (through set_state), by name."""
+        cdef int s
+        return {STATE_NAMES[s]: self.entered[s] for s in range(<int>TCP_STATE_COUNT)}
 
 
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",

@@ -32,13 +32,11 @@ cdef void tcp_input(Engine e, pkt_repr* p, const uint8_t* pkt, uint64_t now) noe
     e.st.tcp_segments_in += 1         # every well-formed segment, stateful or not
     c = table_lookup(e, p.ip.version, p.ip.dst, th.dst_port, p.ip.src, th.src_port)
     if c != NULL:
-        if (<Tcb>c.tcb).state == TIME_WAIT and (th.flags & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN \
-                and seq_gt(th.seq, (<Tcb>c.tcb).rcv_nxt) and \
-                listener_for(e, p.ip.version, p.ip.dst, th.dst_port) != NULL:
-            # RFC 1122 §4.2.2.13 (and RFC 6191): a new SYN whose sequence number lies above
-            # the old connection's may reopen a 4-tuple in TIME-WAIT.
+        if (<Tcb>c.tcb).state == TIME_WAIT and \
+                listener_for(e, p.ip.version, p.ip.dst, th.dst_port) != NULL and \
+                (<Tcb>c.tcb).reopen_time_wait(th):
+            # A new SYN ended the TIME-WAIT (RFC 6191): the listener takes it below.
             e.st.time_wait_reused += 1
-            (<Tcb>c.tcb).state = CLOSED
             conn_unlink(e, <Tcb>c.tcb)
         else:
             conn_segment(e, <Tcb>c.tcb, p, pkt, now)
@@ -127,14 +125,14 @@ cdef bint flush_some(Engine e, Tcb t, uint64_t now, int limit) noexcept nogil:
 cdef void after_run(Engine e, Tcb t, uint64_t now) noexcept nogil:
     """File a connection after it ran: the accept queue once its handshake is done, the
     socket's readiness, the wheel at its next timer, or out of the table once it is over."""
-    cdef int state = t.state
-    if t.meta.embryonic and state != SYN_RECEIVED and state != LISTEN and state != CLOSED:
+    if t.meta.embryonic and t.state != SYN_RECEIVED and t.state != LISTEN and \
+            t.state != CLOSED:
         if not embryonic_done(e, t, now):
             return                    # nobody will accept it: reset and filed meanwhile
     # The socket's fd follows the connection's readiness.
     readiness(t)
     # A connection that is over (or an embryonic one back in LISTEN) leaves the table.
-    if state == CLOSED or (state == LISTEN and t.meta.listener != NULL):
+    if t.state == CLOSED or (t.state == LISTEN and t.meta.listener != NULL):
         conn_unlink(e, t)
         return
     conn_schedule(e, t, now)

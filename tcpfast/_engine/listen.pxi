@@ -148,35 +148,20 @@ cdef uint32_t cookie_hash(Engine e, const pkt_repr* p, uint32_t peer_isn,
 
 
 cdef void send_cookie(Engine e, Listener l, const pkt_repr* p) noexcept nogil:
-    """<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK> with an MSS option and nothing kept. The
+    """Answer a SYN with a SYN-ACK whose sequence number is a cookie, keeping nothing. The
     cookie (Linux's layout): 5 bits of a 64-second counter, 3 bits of MSS index, 24 bits of
     a keyed hash of the 4-tuple, the peer's ISN and the counter."""
-    cdef ip_repr ip
-    cdef tcp_repr t
     cdef uint32_t counter = <uint32_t>((now_s()) // COOKIE_PERIOD_S)
     cdef uint16_t peer_mss = p.tcp.mss if p.tcp.has_mss else (536 if p.ip.version == 4 else 1220)
+    cdef uint32_t cookie
     cdef int idx = 0, k
     cdef size_t n
     for k in range(COOKIE_MSS_VALUES):
         if MSS_TABLE[k] <= peer_mss:
             idx = k
-    memset(&ip, 0, sizeof(ip))
-    memset(&t, 0, sizeof(t))
-    ip.version = p.ip.version
-    ip.ttl = 64
-    ip.dont_fragment = 1
-    memcpy(ip.src, p.ip.dst, 16)
-    memcpy(ip.dst, p.ip.src, 16)
-    t.src_port = p.tcp.dst_port
-    t.dst_port = p.tcp.src_port
-    t.seq = ((counter & 0x1f) << 27) | (<uint32_t>idx << 24) | \
+    cookie = ((counter & 0x1f) << 27) | (<uint32_t>idx << 24) | \
         (cookie_hash(e, p, p.tcp.seq, counter) & 0xffffff)
-    t.ack = p.tcp.seq + 1
-    t.flags = TH_SYN | TH_ACK
-    t.window = <uint16_t>(l.cfg.rcvbuf if l.cfg.rcvbuf < 0xffff else 0xffff)
-    t.has_mss = 1
-    t.mss = l.cfg.mss
-    n = tcp_packet_emit(e.txbuf + VNET, PKT_MAX - VNET, &ip, &t, 0, False)
+    n = syn_ack_for_cookie(p, cookie, &l.cfg, 64, e.txbuf + VNET, PKT_MAX - VNET)
     if n:
         e.st.syncookies_sent += 1
         output(e, e.txbuf, n, 0, False, True)
