@@ -43,8 +43,9 @@ from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason,
 from tcpfast._tcb cimport (Tcb, conn_meta, tcb_config, tcb_stats, tcb_config_default,
                            config_update, reset_for_segment, syn_ack_for_cookie, SEG_REPLY_RST,
                            CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
-                           FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, EV_CONNECTED,
-                           EV_READABLE, EV_WRITABLE, EV_ERROR, EV_CLOSED)
+                           FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT,
+                           tcb_poll, tcb_hangup, tcb_readable, tcb_send_ready, POLL_ERR, POLL_HUP,
+                           POLL_RDHUP, POLL_OUT, POLL_NOMEM)
 from tcpfast._isn cimport isn_secret, siphash24
 from tcpfast._ring cimport mem_pool, mem_pool_new, mem_pool_unref, mem_pool_pressure, ring_space
 
@@ -601,12 +602,15 @@ cdef class Engine:
             self._unlock()
 
     def state_of(self, Tcb t not None):
-        """(state name, events, error, recv available, send space) under the lock."""
+        """(state name, poll bits as select.poll gives them, error, recv available, send space)
+        under the lock."""
+        cdef int state, error
+        cdef uint32_t mask, avail, space
         self._lock()
-        try:
-            return (STATE_NAMES[t.state], t.events, t.error, t.recv_available(), t.send_space())
-        finally:
-            self._unlock()
+        state, mask, error = t.state, tcb_poll(t) & ~POLL_NOMEM, t.error
+        avail, space = t.recv_available(), t.send_space()
+        self._unlock()
+        return (STATE_NAMES[state], mask, error, avail, space)
 
     # --- introspection -------------------------------------------------------------------------
 

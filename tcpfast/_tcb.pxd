@@ -13,7 +13,7 @@ cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
-from tcpfast._ring cimport ring, mem_pool
+from tcpfast._ring cimport ring, mem_pool, ring_space
 from tcpfast._ranges cimport seq_ranges
 from tcpfast._rtx cimport rtt_estimator
 from tcpfast._cc cimport cc_state, cc_algo, prr_state
@@ -43,13 +43,14 @@ cdef enum:
     SEG_REPLY_RST = 1           # answer with reset_for_segment() (RFC 9293 §3.10.7)
 
 
-# Readiness the socket layer waits on (bits of Tcb.events, set by the TCB, cleared by the reader).
+# What a connection is ready for (tcb_poll, below): the bits of <poll.h>, and one of our own.
 cdef enum:
-    EV_READABLE = 1             # data, end-of-stream or an error to collect
-    EV_WRITABLE = 2             # room in the send buffer (or an error)
-    EV_ERROR = 4                # Tcb.error is set
-    EV_CONNECTED = 8            # reached ESTABLISHED (a passive one is ready for accept)
-    EV_CLOSED = 16              # reached CLOSED: the engine may free it
+    POLL_IN = 0x001             # data, end of stream, an error to collect
+    POLL_OUT = 0x004            # room to send (or sending would fail at once)
+    POLL_ERR = 0x008            # an error, and the connection is gone
+    POLL_HUP = 0x010            # both directions are done (or the connection is gone)
+    POLL_RDHUP = 0x2000         # the peer's FIN arrived
+    POLL_NOMEM = 0x10000        # not writable until the stack's buffer memory comes back
 
 
 ctypedef struct tcb_config:
@@ -297,7 +298,6 @@ cdef class Tcb:
     # --- towards the application --------------------------------------------------------------
     cdef readonly int error     # errno to report (ECONNREFUSED, ECONNRESET, ETIMEDOUT), 0 = none
     cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
-    cdef public int events      # EV_* bits
     cdef tcb_stats stats
 
     # --- what the engine keeps about this connection (only _engine/ reads or writes it) ------
@@ -379,6 +379,53 @@ cdef class Tcb:
     cdef size_t _emit_loss_probe(self, uint8_t* buf, size_t cap, uint64_t now) noexcept nogil
     cdef void _set_dsack(self, uint32_t left, uint32_t right) noexcept nogil
     cdef void _ack_loss_news(self) noexcept nogil
+
+
+# What the connection is ready for, as Linux's tcp_poll() computes it: the one model of
+# readiness. set_state() and the data paths change what it reads, and nothing else; the engine
+# shows the result through the socket's fd (_engine/readiness.pxi), state_of() reports it.
+cdef inline uint32_t tcb_hangup(Tcb t) noexcept nogil:
+    """POLL_ERR (an error, the connection gone), POLL_HUP (both directions done, or gone),
+    POLL_RDHUP (the peer's FIN): each one-way, as the connection moves on."""
+    cdef uint32_t mask = 0
+    if t.error and t.state == CLOSED:
+        mask |= POLL_ERR
+    if (t.rcv_fin and t.fin_queued) or t.state == CLOSED or t.state == TIME_WAIT:
+        mask |= POLL_HUP
+    if t.rcv_fin:
+        mask |= POLL_RDHUP
+    return mask
+
+
+cdef inline bint tcb_readable(Tcb t) noexcept nogil:
+    """POLL_IN: data to read, end of stream, an error, or a connection that closed."""
+    return t.rcvbuf.used > 0 or t.rcv_fin or t.error != 0 or (t.state == CLOSED and t.synced)
+
+
+cdef inline uint32_t tcb_send_ready(Tcb t) noexcept nogil:
+    """POLL_OUT as Linux's: not while connecting; then when a third of the send buffer is free
+    (sk_stream_is_writeable), or when sending would fail at once (error, shut down, closed).
+    POLL_NOMEM: not writable because the stack's buffer memory is exhausted (send_space is then
+    the room in the storage this connection already has; writable again when a third of that
+    is free, or when memory comes back)."""
+    cdef uint32_t space
+    if t.state == SYN_SENT or t.state == SYN_RECEIVED:
+        return POLL_OUT if t.error else 0
+    if t.state != ESTABLISHED and t.state != CLOSE_WAIT:
+        return POLL_OUT
+    if t.fin_queued or t.error:
+        return POLL_OUT
+    space = t.send_space()
+    if space < ring_space(&t.sndbuf):
+        if space > 0 and space * 3 >= t.sndbuf.size:
+            return POLL_OUT
+        return POLL_NOMEM
+    return POLL_OUT if space > 0 and space * 3 >= t.sndbuf.cap else 0
+
+
+cdef inline uint32_t tcb_poll(Tcb t) noexcept nogil:
+    """Every bit at once (the engine's readiness takes them one by one, as it needs them)."""
+    return tcb_hangup(t) | (POLL_IN if tcb_readable(t) else 0) | tcb_send_ready(t)
 
 
 # RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a

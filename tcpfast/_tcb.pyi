@@ -10,7 +10,6 @@ STATE_NAMES: Tuple[str, ...]
 class Tcb:
     state: int
     error: int
-    events: int
     # An ACK with new SACK/D-SACK information is owed: send it (transmit) before the next segment.
     ack_flush: int
     def __init__(self, local: Optional[Tuple[str, int]] = ..., remote: Optional[Tuple[str, int]] = ...,

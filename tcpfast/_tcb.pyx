@@ -374,7 +374,6 @@ cdef class Tcb:
         self.snd_wl2 = th.ack
         self.set_state(ESTABLISHED)
         self.last_rcv_time = now
-        self.events |= EV_CONNECTED | EV_WRITABLE
         if self.cfg.keepalive:
             self.t_keepalive = now + self.cfg.keepidle
         return 0
@@ -450,7 +449,6 @@ cdef class Tcb:
                 return 0
             if ring_space(&self.sndbuf) == 0:
                 self.snd_full = 1          # auto-tuning: the application wants a larger buffer
-                self.events &= ~EV_WRITABLE
                 return -EAGAIN
             # RFC 5681 §4.1: after an idle period longer than an RTO, restart from the
             # restart window rather than bursting a stale cwnd.
@@ -462,11 +460,9 @@ cdef class Tcb:
             if took == 0:
                 # The stack's buffer memory is exhausted (and this connection has no room of its
                 # own): wait, as Linux's sk_stream_wait_memory, until memory is given back.
-                self.events &= ~EV_WRITABLE
                 return -EAGAIN
             if ring_space(&self.sndbuf) == 0:
                 self.snd_full = 1
-                self.events &= ~EV_WRITABLE
             return took
         if self.error:
             return -self.error
@@ -487,8 +483,6 @@ cdef class Tcb:
                 ring_consume(&self.rcvbuf, k)
                 self._after_read(now)
             return k
-        if self.events & EV_READABLE and not self.rcv_fin and not self.error:
-            self.events &= ~EV_READABLE
         if self.rcv_fin:
             return 0
         if self.error:
@@ -511,10 +505,6 @@ cdef class Tcb:
             # Give an emptied ring's storage back: for good after the peer's FIN, or while the
             # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
             ring_release(&self.rcvbuf, False)
-        if self.rcvbuf.used == 0:
-            self.events &= ~EV_READABLE
-            if self.rcv_fin:
-                self.events |= EV_READABLE
         if self.state != ESTABLISHED and self.state != FIN_WAIT_1 and self.state != FIN_WAIT_2:
             return
         if limit > self.cfg.mss:
@@ -808,7 +798,6 @@ cdef class Tcb:
         self.syn_pending = 0
         self.ack_now = 1
         self.last_rcv_time = now
-        self.events |= EV_CONNECTED | EV_WRITABLE
         if self.fin_queued:
             self.set_state(FIN_WAIT_1)
         if self.cfg.keepalive:
@@ -985,7 +974,6 @@ cdef class Tcb:
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg_seq
             self.snd_wl2 = th.ack
-            self.events |= EV_CONNECTED | EV_WRITABLE
             if self.fin_queued:
                 self.set_state(FIN_WAIT_1)
             if self.cfg.keepalive:
@@ -1178,8 +1166,6 @@ cdef class Tcb:
             else:
                 self.t_rtx = now + rtt_current_rto(&self.rtt)
             self._sndbuf_adjust(now)
-            if ring_space(&self.sndbuf):
-                self.events |= EV_WRITABLE
             if self.sack_ok:
                 # RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
                 self._rack_ack(th, prior_una, acked + sacked - was_sacked, dsack, True, now)
@@ -1500,7 +1486,6 @@ cdef class Tcb:
                     self.stats.bytes_in += end - self.rcv_nxt
                     self.rcv_nxt = end
                 filled_hole = True
-            self.events |= EV_READABLE
             if self.ooo_fin and self.ooo_fin_seq == self.rcv_nxt:
                 self.ooo_fin = 0
                 self._fin_input(now)
@@ -1546,7 +1531,6 @@ cdef class Tcb:
         self.rcv_nxt += 1
         self.rcv_fin = 1
         self.ack_now = 1
-        self.events |= EV_READABLE
         if self.state == SYN_RECEIVED or self.state == ESTABLISHED:
             self.set_state(CLOSE_WAIT)
         elif self.state == FIN_WAIT_1:
@@ -1591,9 +1575,7 @@ cdef class Tcb:
     cdef void _enter_closed(self, int err) noexcept nogil:
         if err:
             self.error = err
-            self.events |= EV_ERROR | EV_READABLE | EV_WRITABLE
         self.set_state(CLOSED)
-        self.events |= EV_CLOSED
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
         self.t_reo = self.t_tlp = 0
         self.syn_pending = self.probe_pending = self.keepalive_pending = self.tlp_pending = 0

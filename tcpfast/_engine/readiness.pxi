@@ -26,46 +26,16 @@ cdef inline void token_clear(int app_fd, uint8_t* token) noexcept nogil:
         token[0] = 0
 
 
-cdef inline bint tcb_readable(Tcb t) noexcept nogil:
-    # As the kernel's tcp_poll: data to read, end of stream, an error, or a closed connection.
-    return t.recv_available() > 0 or t.rcv_fin or t.error != 0 or \
-        (t.state == CLOSED and t.synced)
-
-
-cdef inline bint tcb_writable(Tcb t) noexcept nogil:
-    # As the kernel's: not while connecting; then when a third of the send buffer is free
-    # (sk_stream_is_writeable), or when sending would fail at once (error, shut down, closed).
-    cdef uint32_t space
-    if t.state == SYN_SENT or t.state == SYN_RECEIVED:
-        return t.error != 0
-    if t.state != ESTABLISHED and t.state != CLOSE_WAIT:
-        return True
-    if t.fin_queued or t.error:
-        return True
-    space = t.send_space()
-    if space < ring_space(&t.sndbuf):
-        # The stack's buffer memory is exhausted: send_space is the room in the storage this
-        # connection already has; writable when a third of that is free. Else it waits for
-        # memory: the engine looks at it again when some is given back (mem_wake_writers).
-        if space > 0 and space * 3 >= t.sndbuf.size:
-            return True
-        if t.sndbuf.pool != NULL:
-            t.sndbuf.pool.waiting = 1
-        return False
-    return space > 0 and space * 3 >= t.sndbuf.cap
-
-
 cdef int _devnull = -1
 _devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
 
-cdef inline void hangup(Tcb t) noexcept nogil:
-    """The poll bits beyond IN/OUT, as tcp_poll() sets them, shown through the pair: the peer's
-    FIN (RCV_SHUTDOWN) -> POLLRDHUP, both directions done or the connection gone -> POLLHUP,
-    an error -> POLLERR. Each step is one-way, as in TCP."""
-    cdef conn_meta* c = &t.meta
+cdef inline void hangup(conn_meta* c, uint32_t mask) noexcept nogil:
+    """Show POLL_ERR, POLL_HUP and POLL_RDHUP (tcb_hangup) through the pair: an error releases
+    the peer end with a byte unread, both directions done shut it both ways, the peer's FIN shuts
+    it for writing. Each step is one-way, as in TCP."""
     cdef uint8_t b = 0
-    if t.error and t.state == CLOSED:
+    if mask & POLL_ERR:
         if c.fd_phase < 3 and _devnull >= 0:
             # Releasing the peer end with a byte unread sets ECONNRESET on the socket's end
             # (unix_release_sock): POLLERR | POLLHUP until the error is read. dup2 keeps the
@@ -74,35 +44,42 @@ cdef inline void hangup(Tcb t) noexcept nogil:
             dup2(_devnull, c.peer_fd)
             c.fd_phase = 3
         return
-    if (t.rcv_fin and t.fin_queued) or t.state == CLOSED or t.state == TIME_WAIT:
+    if mask & POLL_HUP:
         if c.fd_phase < 2:
             shutdown(c.peer_fd, SHUT_RDWR)        # both ways shut: POLLHUP
             c.fd_phase = 2
-    elif t.rcv_fin and c.fd_phase < 1:
+    elif mask & POLL_RDHUP and c.fd_phase < 1:
         shutdown(c.peer_fd, SHUT_WR)              # the peer's FIN: POLLIN | POLLRDHUP
         c.fd_phase = 1
 
 
 cdef inline void readiness(Tcb t) noexcept nogil:
-    """Bring the socket's fd in line with the connection (called after anything changed it)."""
+    """Bring the socket's fd in line with what the connection is ready for (tcb_poll; called
+    after anything changed it)."""
     cdef conn_meta* c = &t.meta
     cdef uint8_t buf[4096]
+    cdef uint32_t mask
     if c.peer_fd < 0:
         return
     if c.fd_phase == 3:
         return
-    if t.rcv_fin or t.state == CLOSED or t.state == TIME_WAIT or t.error:
-        hangup(t)
+    mask = tcb_hangup(t)
+    if mask:
+        hangup(c, mask)
         if c.fd_phase >= 2:
             return
     if tcb_readable(t):
         token_set(c.peer_fd, &c.rd_token)
-    if tcb_writable(t):
+    mask = tcb_send_ready(t)
+    if mask & POLL_OUT:
         if c.wr_blocked:
             while read(c.peer_fd, buf, sizeof(buf)) > 0:
                 pass
             c.wr_blocked = 0
-    elif not c.wr_blocked:
+        return
+    if mask & POLL_NOMEM and t.sndbuf.pool != NULL:
+        t.sndbuf.pool.waiting = 1         # looked at again when memory comes back
+    if not c.wr_blocked:
         # Fill the app end's send queue: it polls unwritable until we drain it.
         while write(c.app_fd, _FILL, sizeof(_FILL)) > 0:
             pass
