@@ -9,7 +9,7 @@ cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdio cimport FILE
 
-from tcpfast._tcb cimport Tcb, tcb_config, tcb_stats, conn_meta
+from tcpfast._tcb cimport Tcb, tcb_config, tcb_stats, tcb_facts, conn_meta
 from tcpfast._wire cimport pkt_repr, ip_repr, WIRE_REASON_COUNT
 from tcpfast._isn cimport isn_secret
 from tcpfast._ring cimport mem_pool
@@ -94,6 +94,12 @@ cdef class Listener:
     cdef tcb_config cfg             # options the accepted connections inherit
     cdef readonly uint8_t closed
     cdef public uint8_t reuse       # SO_REUSEADDR of the listening socket: its connections inherit it
+
+
+@cython.final
+cdef class ConnFacts:
+    cdef tcb_facts f
+    cdef readonly bint connecting   # a connect() is in progress (the socket's SS_CONNECTING)
 
 
 @cython.final

@@ -30,7 +30,8 @@ from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdio cimport FILE, fopen, fwrite, fclose, fflush
 from libc.errno cimport errno, EAGAIN, EINTR, EADDRINUSE, EADDRNOTAVAIL, ENOMEM, EINVAL, \
-    ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPROTO
+    ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPROTO, EALREADY, EISCONN, ECONNABORTED, \
+    EINPROGRESS, ECONNRESET, ETIMEDOUT, EPIPE, ENOTCONN
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
@@ -74,6 +75,9 @@ cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was lef
 
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
                "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
+from tcpfast._tcb import TCPI_STATE as _TCPI
+# TCP_INFO's tcpi_state for each state (by RFC name), for the socket layer.
+TCPI_STATE = dict(zip(STATE_NAMES, _TCPI))
 
 include "_engine/system.pxi"
 include "_engine/readiness.pxi"
@@ -83,6 +87,84 @@ include "_engine/output.pxi"
 include "_engine/listen.pxi"
 include "_engine/icmp.pxi"
 include "_engine/dispatch.pxi"
+
+
+cdef class ConnFacts:
+    """What the socket layer may know of a connection, copied at once under the engine's lock by
+    Engine.conn_facts(): the socket never reads a Tcb while the engine thread changes it."""
+
+    @property
+    def state(self) -> str:
+        """The state, as RFC 9293 writes it (``SYN-SENT``, ``FIN-WAIT-2``)."""
+        return STATE_NAMES[self.f.state]
+
+    @property
+    def tcpi_state(self) -> int:
+        """The state as Linux numbers it (TCP_INFO's tcpi_state)."""
+        return _TCPI[self.f.state]
+
+    @property
+    def error(self) -> int:
+        """The connection's error (ECONNREFUSED, ECONNRESET, ETIMEDOUT, ...), 0 for none."""
+        return self.f.error
+
+    @property
+    def rcv_fin(self) -> bool:
+        """The peer's FIN arrived."""
+        return bool(self.f.rcv_fin)
+
+    @property
+    def mss(self) -> int:
+        """The segment size we send (TCP_MAXSEG of a connected socket)."""
+        return self.f.smss
+
+    @property
+    def local(self) -> tuple:
+        """(address as packed bytes, port)."""
+        return ((<char*>self.f.laddr)[:4 if self.f.version == 4 else 16], self.f.lport)
+
+    @property
+    def remote(self) -> tuple:
+        """(address as packed bytes, port)."""
+        return ((<char*>self.f.raddr)[:4 if self.f.version == 4 else 16], self.f.rport)
+
+    @property
+    def has_peer(self) -> bool:
+        """Whether getpeername() names the peer: not while connecting, nor once the connection
+        is over (as Linux's inet_getname)."""
+        return not (self.f.state == CLOSED or self.f.state == TIME_WAIT or
+                    self.f.state == SYN_SENT)
+
+    @property
+    def finished(self) -> bool:
+        """The connection is over (CLOSED, or TIME-WAIT): nothing more to send or receive."""
+        return self.f.state == CLOSED or self.f.state == TIME_WAIT
+
+    @property
+    def fin_pending(self) -> bool:
+        """The connection lives and our FIN is not acknowledged yet (a close() with SO_LINGER
+        waits while this holds)."""
+        return not (self.f.state == CLOSED or self.f.state == LISTEN or
+                    self.f.state == FIN_WAIT_2 or self.f.state == TIME_WAIT)
+
+    @property
+    def info(self) -> dict:
+        """The variables TCP_INFO reports (times in us; srtt None before the first sample)."""
+        return dict(in_recovery=bool(self.f.in_recovery), retries=self.f.retries,
+                    ts_ok=bool(self.f.ts_ok), sack_ok=bool(self.f.sack_ok),
+                    ws_ok=bool(self.f.ws_ok), snd_wscale=self.f.snd_wscale,
+                    rcv_wscale=self.f.rcv_wscale, rto=self.f.rto, smss=self.f.smss,
+                    unacked=self.f.unacked, rcv_wnd=self.f.rcv_wnd,
+                    srtt=self.f.srtt if self.f.has_srtt else None, rttvar=self.f.rttvar,
+                    ssthresh=self.f.ssthresh, cwnd=self.f.cwnd)
+
+    @property
+    def counters(self) -> dict:
+        """The connection's counters (as Tcb.counters)."""
+        return self.f.stats
+
+    def __repr__(self) -> str:
+        return f"<ConnFacts {self.state}>"
 
 
 cdef class Engine:
@@ -370,6 +452,7 @@ cdef class Engine:
             t.meta.app_fd = app_fd
             t.meta.peer_fd = peer_fd
             t.meta.reuse = reuse
+            t.meta.connecting = 1         # until the socket has seen the outcome
             Py_INCREF(t)                  # the engine's reference, let go when it leaves the table
             conn_insert(self, t)
             t.user_open(_now_us())
@@ -600,6 +683,104 @@ cdef class Engine:
                 self._settle(t)
         finally:
             self._unlock()
+
+    # --- what the socket layer asks (the state of its connection lives here, not in the socket)
+
+    def conn_facts(self, Tcb t not None) -> ConnFacts:
+        """What the socket layer may know of the connection, copied at once under the lock."""
+        cdef ConnFacts facts = ConnFacts.__new__(ConnFacts)
+        self._lock()
+        t.get_facts(&facts.f)
+        facts.connecting = t.meta.connecting
+        self._unlock()
+        return facts
+
+    def connect_again(self, Tcb t not None) -> int:
+        """connect() on a socket whose connection exists, as Linux's __inet_stream_connect:
+        EALREADY while the handshake runs (whatever the socket's mode); once an attempt left in
+        progress is over, 0 if it succeeded, else its error once (ECONNABORTED if that was
+        reported already); then EISCONN; and -1 after a failure that was reported: the caller
+        starts a new connection."""
+        cdef int err
+        self._lock()
+        if t.state == SYN_SENT or t.state == SYN_RECEIVED:
+            err = EALREADY
+        elif t.meta.connecting:
+            t.meta.connecting = 0
+            if t.state != CLOSED:
+                err = 0                   # the attempt completed meanwhile
+            else:
+                err = t.error if t.error and not t.meta.err_reported else ECONNABORTED
+                t.meta.err_reported = 1
+                t.meta.failed = 1
+        elif not t.meta.failed:
+            err = EISCONN
+        else:
+            err = -1
+        self._unlock()
+        return err
+
+    def connect_status(self, Tcb t not None, bint blocking) -> int:
+        """One look at a connect() in progress: EINPROGRESS while the handshake runs (the caller
+        waits for writability), else its result: 0, or the error (ECONNABORTED if none), now
+        reported. CPython connects a socket with a timeout by a non-blocking connect() and poll,
+        so the kernel socket stays connecting (SS_CONNECTING) afterwards: the next connect()
+        returns 0 (or ECONNABORTED after a failure) before EISCONN. A blocking connect()
+        (``blocking``) leaves it connected, or unconnected after a failure."""
+        cdef int err
+        self._lock()
+        if t.error or t.state == CLOSED:
+            t.meta.err_reported = 1
+            if blocking:
+                t.meta.connecting = 0
+                t.meta.failed = 1
+            err = t.error if t.error else ECONNABORTED
+        elif t.state != SYN_SENT and t.state != SYN_RECEIVED:
+            if blocking:
+                t.meta.connecting = 0
+            err = 0
+        else:
+            err = EINPROGRESS
+        self._unlock()
+        return err
+
+    def sock_error(self, Tcb t not None) -> int:
+        """SO_ERROR: the connection's error once, then 0 (as the kernel's sock_error())."""
+        cdef int err = 0
+        self._lock()
+        if t.error and not t.meta.err_reported:
+            t.meta.err_reported = 1
+            err = t.error
+        self._unlock()
+        return err
+
+    def recv_error(self, Tcb t not None, int err) -> int:
+        """A receive failed with ``err``: the errno to raise (the error is reported now), or 0
+        when it is the connection's error and was reported once already: the kernel then
+        reports end of stream."""
+        self._lock()
+        if t.meta.err_reported and (err == ECONNRESET or err == ETIMEDOUT or
+                                    err == ECONNREFUSED or err == EHOSTUNREACH):
+            err = 0
+        else:
+            t.meta.err_reported = 1
+        self._unlock()
+        return err
+
+    def send_error(self, Tcb t not None, int err) -> int:
+        """A send failed with ``err``: the errno to raise. ENOTCONN as it is; the connection's
+        error once (a reset after the peer's FIN as EPIPE, as Linux's tcp_reset), then EPIPE."""
+        self._lock()
+        if err != ENOTCONN:
+            if err == ECONNRESET and t.rcv_fin:
+                err = EPIPE
+            if (err == ECONNRESET or err == ETIMEDOUT or err == ECONNREFUSED) and \
+                    not t.meta.err_reported:
+                t.meta.err_reported = 1
+            else:
+                err = EPIPE
+        self._unlock()
+        return err
 
     def state_of(self, Tcb t not None):
         """(state name, poll bits as select.poll gives them, error, recv available, send space)

@@ -160,6 +160,44 @@ cdef struct conn_meta:
     uint8_t rd_token            # the app end is readable (a token is queued)
     uint8_t wr_blocked          # the app end is filled (unwritable)
     uint8_t fd_phase            # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
+    # What the socket has been told of its connect() and of the connection's error (Linux keeps
+    # these in the socket: SS_CONNECTING, and sk_err cleared once reported). The engine keeps them
+    # here so that the socket layer has no connection state of its own (Engine.connect_again,
+    # connect_status, sock_error, recv_error, send_error).
+    uint8_t connecting          # a connect() is in progress (Linux's SS_CONNECTING)
+    uint8_t failed              # the attempt failed and was reported: connect() starts over
+    uint8_t err_reported        # the connection's error was reported once
+
+
+# What the socket layer may know of a connection: the state, the error, the peer's FIN, the
+# endpoints, TCP_INFO's variables and the counters, copied at once by Tcb.get_facts() (under the
+# engine's lock, by Engine.conn_facts) so that nobody reads a Tcb while the engine changes it.
+ctypedef struct tcb_facts:
+    int state                   # tcp_state
+    int error                   # errno to report, 0 = none
+    uint8_t rcv_fin             # the peer's FIN was received
+    uint8_t version             # 4 or 6
+    uint8_t laddr[16]
+    uint8_t raddr[16]
+    uint16_t lport
+    uint16_t rport
+    uint16_t smss
+    uint8_t in_recovery
+    uint8_t retries             # consecutive retransmission-timer expirations
+    uint8_t ts_ok
+    uint8_t sack_ok
+    uint8_t ws_ok
+    uint8_t snd_wscale
+    uint8_t rcv_wscale
+    uint32_t rto                # us
+    uint32_t unacked            # bytes sent and not acknowledged (SND.MAX - SND.UNA)
+    uint32_t rcv_wnd            # the window we last advertised, from RCV.NXT
+    uint8_t has_srtt
+    uint32_t srtt               # us (when has_srtt)
+    uint32_t rttvar             # us
+    uint32_t ssthresh
+    uint32_t cwnd
+    tcb_stats stats
 
 
 @cython.final
@@ -320,6 +358,7 @@ cdef class Tcb:
     cdef int open_from_cookie(self, const pkt_repr* p, uint32_t iss, uint16_t mss,
                               uint64_t now) noexcept nogil
     cdef void set_state(self, int state) noexcept nogil
+    cdef void get_facts(self, tcb_facts* f) noexcept nogil
     cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil
     cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil
     cdef uint32_t send_space(self) noexcept nogil

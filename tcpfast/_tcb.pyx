@@ -1561,6 +1561,34 @@ cdef class Tcb:
         if state == ESTABLISHED:
             self.synced = 1
 
+    cdef void get_facts(self, tcb_facts* f) noexcept nogil:
+        """Copy what the socket layer may know of the connection (see tcb_facts)."""
+        f.state = self.state
+        f.error = self.error
+        f.rcv_fin = self.rcv_fin
+        f.version = self.ip.version
+        memcpy(f.laddr, self.ip.src, 16)
+        memcpy(f.raddr, self.ip.dst, 16)
+        f.lport = self.lport
+        f.rport = self.rport
+        f.smss = self.smss
+        f.in_recovery = self.in_recovery
+        f.retries = self.retries
+        f.ts_ok = self.ts_ok
+        f.sack_ok = self.sack_ok
+        f.ws_ok = self.ws_ok
+        f.snd_wscale = self.snd_wscale
+        f.rcv_wscale = self.rcv_wscale
+        f.rto = rtt_current_rto(&self.rtt)
+        f.unacked = self.snd_max - self.snd_una
+        f.rcv_wnd = self.rcv_adv - self.rcv_nxt
+        f.has_srtt = self.rtt.has_sample
+        f.srtt = self.rtt.srtt
+        f.rttvar = self.rtt.rttvar
+        f.ssthresh = self.cc.ssthresh
+        f.cwnd = self.cc.cwnd
+        f.stats = self.stats
+
     cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil:
         """RFC 1122 §4.2.2.13 (and RFC 6191): a new SYN whose sequence number lies above the
         old connection's RCV.NXT may reopen a 4-tuple in TIME-WAIT. If this segment may, the
@@ -2390,6 +2418,8 @@ cdef class Tcb:
 
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
                "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
+# The same states as Linux numbers them (include/net/tcp_states.h), as TCP_INFO reports them.
+TCPI_STATE = (7, 10, 2, 3, 1, 4, 5, 8, 11, 9, 6)
 
 
 cdef uint64_t _us(object seconds) except? 0xffffffffffffffff:

@@ -20,6 +20,7 @@ import struct
 import time
 from typing import Any, Optional, Tuple
 
+from tcpfast._engine import TCPI_STATE
 from tcpfast.stack import Stack, default_stack
 
 AF_INET = _socket.AF_INET
@@ -36,10 +37,6 @@ _SOCK_FLAGS = getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOE
 
 __all__ = ["socket", "create_connection", "create_server", "has_dualstack_ipv6"]
 
-# Linux's TCP state numbers (include/net/tcp_states.h), as TCP_INFO reports them.
-_LINUX_STATE = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4,
-                "FIN-WAIT-2": 5, "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9,
-                "LISTEN": 10, "CLOSING": 11}
 _CC_NAMES = {"cubic": b"cubic", "newreno": b"reno"}
 
 
@@ -128,8 +125,8 @@ class socket:
 
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
-                 "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
-                 "_connecting", "_failed", "_inflight", "_close_deferred", "_listener4",
+                 "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
+                 "_inflight", "_close_deferred", "_listener4",
                  "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -164,7 +161,6 @@ class socket:
         self._closed = False
         self._options: dict = {}
         self._shut_rd = False
-        self._error_reported = False
         self._reuseaddr = False
         self._reuseport = False
         # Linux's default (net.ipv6.bindv6only = 0): an AF_INET6 socket also speaks IPv4, through
@@ -172,8 +168,6 @@ class socket:
         self._v6only = False
         self._listener4 = None
         self._stopped_listening = False
-        self._connecting = False
-        self._failed = False
         self._inflight = 0              # threads waiting inside a blocking call
         self._close_deferred = False
 
@@ -287,7 +281,7 @@ class socket:
     def getpeername(self):
         self._check_open()
         if self._remote is None or self._tcb is None or \
-                self._engine.state_of(self._tcb)[0] in ("CLOSED", "TIME-WAIT", "SYN-SENT"):
+                not self._engine.conn_facts(self._tcb).has_peer:
             # As Linux's inet_getname: no peer while connecting or once closed.
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._fmt(self._remote)
@@ -321,25 +315,11 @@ class socket:
             return errno.EISCONN
         raddr, rport = self._addr_bytes(address)
         if self._tcb is not None:
-            # Linux's __inet_stream_connect, with _connecting as its SS_CONNECTING.
-            state, events, error, _, _ = self._engine.state_of(self._tcb)
-            if state == "SYN-SENT" or state == "SYN-RECEIVED":
-                return errno.EALREADY        # whatever the socket's mode
-            if self._connecting:
-                self._connecting = False
-                if state != "CLOSED":
-                    return 0                 # the attempt completed meanwhile
-                # It failed: the pending error once, else ECONNABORTED; the next connect()
-                # starts over.
-                err = error if error and not self._error_reported else errno.ECONNABORTED
-                self._error_reported = True
-                self._failed = True
+            # Linux's __inet_stream_connect: the engine knows how the last attempt went.
+            err = self._engine.connect_again(self._tcb)
+            if err >= 0:
                 return err
-            if not self._failed:
-                return errno.EISCONN
-            self._tcb = None
-            self._error_reported = False
-            self._failed = False
+            self._tcb = None                 # it failed (and that was reported): start over
         laddr = self._local[0] if self._local else self._stack.local_address(self._family)
         if self._family == AF_INET6 and raddr[:12] == _V4MAPPED_PREFIX:
             # IPv4-mapped destination: an IPv4 connection (RFC 4291 §2.5.5.2), unless IPv6-only.
@@ -354,9 +334,8 @@ class socket:
         self._arm()
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
                                          self._peer_fd, self._reuseaddr)
-        self._local = (laddr, self._tcb.local[1])
+        self._local = (laddr, self._engine.conn_facts(self._tcb).local[1])
         self._remote = (raddr, rport)
-        self._connecting = True
         if self._timeout == 0.0:
             return errno.EINPROGRESS
         return self._wait_connected()
@@ -364,22 +343,9 @@ class socket:
     def _wait_connected(self) -> int:
         deadline = self._deadline()
         while True:
-            state, events, error, _, _ = self._engine.state_of(self._tcb)
-            # CPython connects a socket with a timeout by a non-blocking connect() and poll, so
-            # the kernel socket stays "connecting" (SS_CONNECTING) afterwards: the next
-            # connect() returns 0 (or ECONNABORTED after a failure) before EISCONN. A blocking
-            # connect() leaves it connected, or unconnected after a failure.
-            blocking = self._timeout is None
-            if error or state == "CLOSED":
-                self._error_reported = True
-                if blocking:
-                    self._connecting = False
-                    self._failed = True
-                return error or errno.ECONNABORTED
-            if state != "SYN-SENT" and state != "SYN-RECEIVED":
-                if blocking:
-                    self._connecting = False
-                return 0
+            err = self._engine.connect_status(self._tcb, self._timeout is None)
+            if err != errno.EINPROGRESS:
+                return err
             # Writable once the handshake is over; a timeout leaves the attempt going
             # (SS_CONNECTING), so connect() again gives EALREADY.
             self._wait(deadline, write=True)
@@ -434,9 +400,8 @@ class socket:
         sock._arm()
         sock._tcb = tcb
         sock._options = dict(self._options)
-        local, remote = tcb.local, tcb.remote
-        sock._local = (ipaddress.ip_address(local[0]).packed, local[1])
-        sock._remote = (ipaddress.ip_address(remote[0]).packed, remote[1])
+        facts = self._engine.conn_facts(tcb)
+        sock._local, sock._remote = facts.local, facts.remote
         sock._timeout = _socket.getdefaulttimeout()
         self._engine.attach_fds(tcb, sock._fd, sock._peer_fd)
         return sock, sock.getpeername()
@@ -484,16 +449,8 @@ class socket:
                     if self._close_deferred:
                         self._after_call()
                 continue
-            if r == -errno.ENOTCONN:
-                raise _error(errno.ENOTCONN)
-            if r == -errno.ECONNRESET and self._tcb.info["rcv_fin"]:
-                r = -errno.EPIPE      # reset after the peer's FIN: Linux reports EPIPE (tcp_reset)
-            # After our own shutdown or the peer's reset: EPIPE once the error was seen.
-            if r in (-errno.ECONNRESET, -errno.ETIMEDOUT, -errno.ECONNREFUSED) and \
-                    not self._error_reported:
-                self._error_reported = True
-                raise _error(-r)
-            raise _error(errno.EPIPE, "Broken pipe")
+            # The connection's error once, then EPIPE (the engine knows what was reported).
+            raise _error(self._engine.send_error(tcb, -r))
 
     def sendall(self, data, flags: int = 0) -> None:
         # One deadline for the whole call (as CPython's sendall), without touching the socket's
@@ -585,12 +542,11 @@ class socket:
                 raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
             self._wait(deadline)
             return True
-        if self._error_reported and r in (-errno.ECONNRESET, -errno.ETIMEDOUT,
-                                          -errno.ECONNREFUSED, -errno.EHOSTUNREACH):
+        err = self._engine.recv_error(self._tcb, -r)
+        if not err:
             return False
-        self._error_reported = True
         _clear_fd_error(self._fd)           # reported: POLLERR goes, as sk_err does
-        raise _error(-r)
+        raise _error(err)
 
     def recvfrom(self, bufsize: int, flags: int = 0):
         return self.recv(bufsize, flags), None
@@ -616,7 +572,7 @@ class socket:
                 _shutdown_fd(self._peer_fd)
             return
         tcb = self._connected()
-        if self._engine.state_of(tcb)[0] in ("CLOSED", "TIME-WAIT"):
+        if self._engine.conn_facts(tcb).finished:
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         if how in (SHUT_RD, SHUT_RDWR):
             self._shut_rd = True
@@ -683,9 +639,7 @@ class socket:
         """SO_LINGER with a time: block until our FIN is acknowledged, or the time is up."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            state = self._engine.state_of(self._tcb)[0]
-            if state not in ("FIN-WAIT-1", "CLOSING", "LAST-ACK", "ESTABLISHED", "CLOSE-WAIT",
-                             "SYN-SENT", "SYN-RECEIVED"):
+            if not self._engine.conn_facts(self._tcb).fin_pending:
                 return
             time.sleep(0.002)
 
@@ -889,11 +843,9 @@ class socket:
         if key == (_socket.SOL_SOCKET, _socket.SO_ERROR):
             value = 0
             if self._tcb is not None:
-                _, _, error, _, _ = self._engine.state_of(self._tcb)
-                if error and not self._error_reported:
-                    self._error_reported = True
+                value = self._engine.sock_error(self._tcb)     # once, as the kernel's sock_error
+                if value:
                     _clear_fd_error(self._fd)
-                    value = error
             return _int_out(value, buflen)
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
             return _int_out(int(self._v6only), buflen)
@@ -917,7 +869,7 @@ class socket:
                 return int.from_bytes(raw[:4].ljust(4, b"\0"), "little", signed=True)
             return raw[:buflen].ljust(buflen, b"\0")
         if name == "mss" and self._tcb is not None:
-            return _int_out(self._tcb.info["smss"], buflen)
+            return _int_out(self._engine.conn_facts(self._tcb).mss, buflen)
         value = self._options.get(name, self._stack.tcp_options.get(name, self._DEFAULTS[name]))
         if name == "user_timeout":
             value = int(round(value * 1000))
@@ -925,30 +877,28 @@ class socket:
 
     def _tcp_info(self, buflen: int) -> bytes:
         """struct tcp_info as Linux lays it out (linux/tcp.h), as far as tcpfast knows its fields."""
-        if self._tcb is None:
-            state = "LISTEN" if self._listener is not None else "CLOSED"
-            info = None
-        else:
-            info = self._tcb.info
-            state = info["state"]
         out = bytearray(232)
-        struct.pack_into("B", out, 0, _LINUX_STATE.get(state, 7))
-        if info is not None:
-            opts = (1 if info["ts_ok"] else 0) | (2 if info["sack_ok"] else 0) | \
-                (4 if info["ws_ok"] else 0)
-            struct.pack_into("BBBBBB", out, 1, 1 if info["in_recovery"] else 0,
-                             min(info["retries"], 255), 0, 0, opts,
-                             (info["snd_wscale"] & 0xF) | ((info["rcv_wscale"] & 0xF) << 4))
-            smss = info["smss"]
-            flight = (info["snd_max"] - info["snd_una"]) & 0xFFFFFFFF
-            struct.pack_into("IIIII", out, 8, info["rto"], 40000, smss, smss,
-                             (flight + smss - 1) // max(smss, 1))
-            srtt = info["srtt"] or 0
-            struct.pack_into("IIIIIIII", out, 60, self._stack.mtu, info["rcv_wnd"], srtt,
-                             info["rttvar"], min(info["ssthresh"], 0x7FFFFFFF),
-                             info["cwnd"] // max(smss, 1), smss, 3)
-            counters = self._tcb.counters
-            struct.pack_into("I", out, 100, counters["retransmits"])
+        if self._tcb is None:
+            struct.pack_into("B", out, 0, TCPI_STATE["LISTEN" if self._listener is not None
+                                                     else "CLOSED"])
+            return bytes(out[:buflen])
+        facts = self._engine.conn_facts(self._tcb)
+        info = facts.info
+        struct.pack_into("B", out, 0, facts.tcpi_state)
+        opts = (1 if info["ts_ok"] else 0) | (2 if info["sack_ok"] else 0) | \
+            (4 if info["ws_ok"] else 0)
+        struct.pack_into("BBBBBB", out, 1, 1 if info["in_recovery"] else 0,
+                         min(info["retries"], 255), 0, 0, opts,
+                         (info["snd_wscale"] & 0xF) | ((info["rcv_wscale"] & 0xF) << 4))
+        smss = info["smss"]
+        flight = info["unacked"]
+        struct.pack_into("IIIII", out, 8, info["rto"], 40000, smss, smss,
+                         (flight + smss - 1) // max(smss, 1))
+        srtt = info["srtt"] or 0
+        struct.pack_into("IIIIIIII", out, 60, self._stack.mtu, info["rcv_wnd"], srtt,
+                         info["rttvar"], min(info["ssthresh"], 0x7FFFFFFF),
+                         info["cwnd"] // max(smss, 1), smss, 3)
+        struct.pack_into("I", out, 100, facts.counters["retransmits"])
         return bytes(out[:buflen])
 
     def __repr__(self) -> str:

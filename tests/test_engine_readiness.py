@@ -80,3 +80,23 @@ def test_reset_is_err_hup_in_out(engine):
     state, bits, error, _, _ = engine.state_of(server)
     assert error == errno.ECONNRESET
     assert bits == select.POLLIN | select.POLLOUT | select.POLLERR | select.POLLHUP
+
+
+def test_conn_facts_copy_what_the_socket_may_know(engine):
+    """The socket layer reads a connection only through Engine.conn_facts (one copy under the
+    engine's lock): state, endpoints, segment size, TCP_INFO's variables, counters."""
+    client, server, _ = pair(engine, 5001)
+    wait_for(lambda: engine.state_of(client)[0] == "ESTABLISHED", "established")
+    facts = engine.conn_facts(client)
+    assert facts.state == "ESTABLISHED" and facts.tcpi_state == 1       # Linux's TCP_ESTABLISHED
+    assert facts.remote == (HERE, 5001) and facts.local[0] == HERE
+    assert engine.conn_facts(server).remote == facts.local
+    assert facts.has_peer and not facts.finished and facts.fin_pending and not facts.rcv_fin
+    assert facts.error == 0 and facts.mss == 1460 - 12          # MTU 1500, timestamps on
+    assert facts.info["cwnd"] > 0 and facts.counters["segs_out"] >= 2
+    engine.abort(client)
+    wait_for(lambda: engine.conn_facts(server).finished, "reset")
+    facts = engine.conn_facts(server)
+    assert facts.error == errno.ECONNRESET and not facts.has_peer and not facts.fin_pending
+    assert engine.sock_error(server) == errno.ECONNRESET
+    assert engine.sock_error(server) == 0                              # reported once
