@@ -94,6 +94,16 @@ cdef class Listener:
     cdef tcb_config cfg             # options the accepted connections inherit
     cdef readonly uint8_t closed
     cdef public uint8_t reuse       # SO_REUSEADDR of the listening socket: its connections inherit it
+    cdef object binding             # the listening socket's Binding (None: none)
+
+
+@cython.final
+cdef class Binding:
+    cdef readonly int family
+    cdef public bint reuseaddr      # SO_REUSEADDR
+    cdef public bint reuseport      # SO_REUSEPORT
+    cdef readonly bint listening    # the socket listens (set by Engine.listen and unlisten)
+    cdef list keys                  # the (family, port) it holds in the bind table
 
 
 @cython.final
@@ -143,7 +153,9 @@ cdef class Engine:
     cdef tcb_config cfg             # options of new connections
     cdef conn_meta* pool[TCB_POOL]  # connections made ahead (the engine's references)
     cdef int pool_count
-    cdef uint16_t next_port
+    cdef uint16_t next_port         # the port picker's last port (next_ephemeral_port)
+    cdef dict bound                 # the bind table: (family, port) -> set of Binding
+    cdef object bind_lock           # a threading.Lock over the bind table (its own: not the mutex)
     cdef uint64_t start_us
     cdef mem_pool* mem              # the stack-wide limit on buffer memory (every ring's storage)
     cdef uint64_t mem_refused_seen  # mem.refused when blocked writers were last looked at

@@ -52,6 +52,8 @@ from tcpfast._ring cimport mem_pool, mem_pool_new, mem_pool_unref, mem_pool_pres
 
 import ipaddress
 import os
+import threading
+from socket import AF_INET, AF_INET6
 
 cdef enum:
     VNET = 10                        # struct virtio_net_hdr
@@ -87,6 +89,21 @@ include "_engine/output.pxi"
 include "_engine/listen.pxi"
 include "_engine/icmp.pxi"
 include "_engine/dispatch.pxi"
+
+
+cdef class Binding:
+    """Binding(family): a socket's hold on local ports in the engine's bind table (as the owners
+    of the kernel's bind buckets), with the socket options bind() and listen() weigh: the socket
+    sets ``reuseaddr`` and ``reuseport``; Engine.listen and unlisten set ``listening``."""
+
+    def __cinit__(self, int family):
+        self.family = family
+        self.keys = []
+
+    def __repr__(self) -> str:
+        return (f"<Binding family={self.family} ports={[port for _, port in self.keys]} "
+                f"reuseaddr={self.reuseaddr} reuseport={self.reuseport} "
+                f"listening={self.listening}>")
 
 
 cdef class ConnFacts:
@@ -241,6 +258,8 @@ cdef class Engine:
         self.wheel.tick = self.start_us // 1000
         self.next_port = EPHEMERAL_LOW + (int.from_bytes(os.urandom(2), "little") %
                                           (EPHEMERAL_HIGH - EPHEMERAL_LOW))
+        self.bound = {}
+        self.bind_lock = threading.Lock()
         tcb_config_default(&self.cfg)
         self.cfg.secret = self.secret
         self.cfg.mss = mtu - 40
@@ -463,11 +482,13 @@ cdef class Engine:
 
 
     def listen(self, bytes addr, int port, int backlog, dict options, int app_fd=-1,
-               int peer_fd=-1, bint reuse=False):
-        """Passive open on (addr, port); addr of zeros: any of the stack's addresses."""
+               int peer_fd=-1, bint reuse=False, Binding binding=None):
+        """Passive open on (addr, port); addr of zeros: any of the stack's addresses. The
+        socket's ``binding`` (if any) counts as listening until unlisten()."""
         cdef int version = 4 if len(addr) == 4 else 6
         cdef Listener l = Listener(version, addr, port, backlog, app_fd, peer_fd)
         l.reuse = reuse
+        l.binding = binding
         cdef tcb_config cfg = self.cfg
         config_update(&cfg, options)
         l.cfg = cfg
@@ -480,6 +501,8 @@ cdef class Engine:
             self.nlst += 1
         finally:
             self._unlock()
+        if binding is not None:
+            binding.listening = True
         return l
 
     def unlisten(self, Listener l not None):
@@ -524,6 +547,8 @@ cdef class Engine:
             self._unlock()
         if l in self.listeners:
             self.listeners.remove(l)
+        if l.binding is not None:
+            (<Binding>l.binding).listening = False
         if self.release_head != NULL:
             release_all(self)
 
@@ -550,10 +575,88 @@ cdef class Engine:
             self._unlock()
         return t
 
+    # --- the bind table: the local ports sockets hold (bind(), and what listen() adds) ---------
+
+    def binding(self, int family) -> Binding:
+        """A new socket's hold on local ports (holding none yet), and its SO_REUSEADDR and
+        SO_REUSEPORT."""
+        return Binding(family)
+
+    def bind(self, Binding b not None, int port) -> int:
+        """Reserve (family, port) for the socket of ``b``; returns the port (port 0: an
+        ephemeral one, from the engine's port picker, that no socket and no connection holds).
+
+        As Linux: a port another socket is bound to is EADDRINUSE unless both set SO_REUSEADDR
+        and the other does not listen; a port still used by a connection (one in TIME-WAIT,
+        say) is EADDRINUSE unless both sockets set SO_REUSEADDR."""
+        cdef uint8_t version = 4 if b.family == AF_INET else 6
+        cdef int tries
+        cdef uint16_t candidate
+        cdef bint used
+        with self.bind_lock:
+            if port == 0:
+                for tries in range(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1):
+                    self._lock()
+                    candidate = next_ephemeral_port(self)
+                    used = port_in_use(self, version, candidate, False)
+                    self._unlock()
+                    if not used and not self.bound.get((b.family, candidate)):
+                        port = candidate
+                        break
+                else:
+                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+            else:
+                for other in self.bound.get((b.family, port), ()):
+                    if other is not b and not (b.reuseaddr and (<Binding>other).reuseaddr and
+                                               not (<Binding>other).listening):
+                        raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+                self._lock()
+                used = port_in_use(self, version, <uint16_t>port, b.reuseaddr)
+                self._unlock()
+                if used:
+                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+            self._hold(b, b.family, port)
+        return port
+
+    def bind_also(self, Binding b not None, int family, int port) -> None:
+        """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off):
+        EADDRINUSE when another socket holds it, unless both set SO_REUSEPORT."""
+        with self.bind_lock:
+            for other in self.bound.get((family, port), ()):
+                if other is not b and not (b.reuseport and (<Binding>other).reuseport):
+                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+            self._hold(b, family, port)
+
+    def check_listen(self, Binding b not None, int port) -> None:
+        """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
+        SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""
+        with self.bind_lock:
+            for other in self.bound.get((b.family, port), ()):
+                if other is not b and (<Binding>other).listening and \
+                        not (b.reuseport and (<Binding>other).reuseport):
+                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+
+    def unbind(self, Binding b not None) -> None:
+        """The socket of ``b`` is closed: the ports it held are free again."""
+        with self.bind_lock:
+            for key in b.keys:
+                holders = self.bound.get(key)
+                if holders is not None:
+                    holders.discard(b)
+                    if not holders:
+                        del self.bound[key]
+            b.keys = []
+
+    def _hold(self, Binding b, int family, int port):
+        key = (family, port)
+        self.bound.setdefault(key, set()).add(b)
+        if key not in b.keys:
+            b.keys.append(key)
+
     def local_port_in_use(self, int version, int port, bint reuse=False) -> bool:
         """Would a bind to this local port conflict with a connection (in any state, TIME-WAIT
-        included)? As Linux's inet_csk_bind_conflict: not when both the new socket and the
-        connection's socket set SO_REUSEADDR."""
+        included) or a listener? As Linux's inet_csk_bind_conflict: a connection does not when
+        both the new socket and the connection's socket set SO_REUSEADDR."""
         cdef bint used
         self._lock()
         used = port_in_use(self, <uint8_t>version, <uint16_t>port, reuse)

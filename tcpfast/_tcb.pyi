@@ -6,6 +6,10 @@ from typing_extensions import Buffer  # type: ignore[attr-defined]
 from tcpfast._ring import MemPool
 
 STATE_NAMES: Tuple[str, ...]
+TCPI_STATE: Tuple[int, ...]
+OPTION_NAMES: Tuple[str, ...]
+
+def config_check(options: Dict[str, Any]) -> None: ...
 
 class Tcb:
     state: int

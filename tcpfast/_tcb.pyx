@@ -2466,6 +2466,15 @@ cdef inline uint64_t _secs(object v, str name, double hi) except? 0xffffffffffff
     return <uint64_t>round(v * 1000000)
 
 
+def config_check(dict options) -> None:
+    """Check connection options by name (times in seconds), as the Tcb constructor, the engine
+    and ``Stack(**options)`` take them: TypeError for an unknown one, ValueError for a value out
+    of range (the errors config_update raises)."""
+    cdef tcb_config cfg
+    tcb_config_default(&cfg)
+    config_update(&cfg, options)
+
+
 cdef int config_update(tcb_config* cfg, dict options) except -1:
     """Apply options (times in seconds) to a configuration, checking every value; an unknown
     option is a TypeError, a value out of range a ValueError."""

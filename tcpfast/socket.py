@@ -21,7 +21,7 @@ import time
 from typing import Any, Optional, Tuple
 
 from tcpfast._engine import TCPI_STATE
-from tcpfast.stack import Stack, default_stack
+from tcpfast.stack import Stack, default_stack, register_socket_class
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -125,7 +125,7 @@ class socket:
 
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
-                 "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
+                 "_binding", "_v6only", "_stopped_listening",
                  "_inflight", "_close_deferred", "_listener4",
                  "__weakref__")
 
@@ -161,8 +161,9 @@ class socket:
         self._closed = False
         self._options: dict = {}
         self._shut_rd = False
-        self._reuseaddr = False
-        self._reuseport = False
+        # The socket's hold on local ports in the engine's bind table, with SO_REUSEADDR and
+        # SO_REUSEPORT.
+        self._binding = self._engine.binding(family)
         # Linux's default (net.ipv6.bindv6only = 0): an AF_INET6 socket also speaks IPv4, through
         # IPv4-mapped addresses (::ffff:a.b.c.d).
         self._v6only = False
@@ -269,7 +270,8 @@ class socket:
         zero = bytes(len(addr))
         if addr != zero and addr != self._stack.local_address(self._family):
             raise _error(errno.EADDRNOTAVAIL, "Cannot assign requested address")
-        port = self._stack._bind(self, addr, port)
+        self._stack._require()          # ENETDOWN once the stack has stopped
+        port = self._engine.bind(self._binding, port)
         self._local = (addr, port)
 
     def getsockname(self):
@@ -333,7 +335,7 @@ class socket:
         lport = self._local[1] if self._local else 0
         self._arm()
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
-                                         self._peer_fd, self._reuseaddr)
+                                         self._peer_fd, self._binding.reuseaddr)
         self._local = (laddr, self._engine.conn_facts(self._tcb).local[1])
         self._remote = (raddr, rport)
         if self._timeout == 0.0:
@@ -358,18 +360,18 @@ class socket:
             return
         if self._local is None:
             self.bind(("", 0))
-        self._stack._check_listen(self)
+        self._engine.check_listen(self._binding, self._local[1])
         backlog = max(1, min(int(backlog), 4096))
         self._arm()
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd,
-                                             self._reuseaddr)
+                                             self._binding.reuseaddr, self._binding)
         if self._family == AF_INET6 and not self._v6only and self._local[0] == bytes(16):
             # Dual stack: the same socket takes IPv4 connections on the port as well.
-            self._stack._bind_also(self, AF_INET, self._local[1])
+            self._engine.bind_also(self._binding, AF_INET, self._local[1])
             self._listener4 = self._engine.listen(bytes(4), self._local[1], backlog,
                                                   self._options, self._fd, self._peer_fd,
-                                                  self._reuseaddr)
+                                                  self._binding.reuseaddr, self._binding)
         # A listening socket never polls writable (tcp_poll): fill its end of the pair up.
         fill = bytes(4096)
         try:
@@ -620,7 +622,7 @@ class socket:
                     if onoff:
                         self._linger_wait(seconds)
         finally:
-            self._stack._unbind(self)
+            self._engine.unbind(self._binding)
             # The engine has let go of the pair (close/unlisten above). Shutting the peer end
             # down makes the fd readable and writable at once, which wakes every thread still
             # waiting on it; they then find the socket closed (EBADF).
@@ -784,13 +786,13 @@ class socket:
             raise TypeError("setsockopt() with a None value needs optlen (not supported)")
         key = (level, optname)
         if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            self._reuseaddr = bool(_int_opt(value))
+            self._binding.reuseaddr = bool(_int_opt(value))
             return
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
             self._v6only = bool(_int_opt(value))
             return
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
-            self._reuseport = bool(_int_opt(value))
+            self._binding.reuseport = bool(_int_opt(value))
             return
         name = self._SOCKOPTS.get(key)
         if name is None:
@@ -839,7 +841,7 @@ class socket:
         if key == (_socket.IPPROTO_TCP, getattr(_socket, "TCP_INFO", 11)):
             return self._tcp_info(buflen if buflen is not None else 4)
         if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            return _int_out(int(self._reuseaddr), buflen)
+            return _int_out(int(self._binding.reuseaddr), buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_ERROR):
             value = 0
             if self._tcb is not None:
@@ -850,7 +852,7 @@ class socket:
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
             return _int_out(int(self._v6only), buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
-            return _int_out(int(self._reuseport), buflen)
+            return _int_out(int(self._binding.reuseport), buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_TYPE):
             return _int_out(SOCK_STREAM, buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_ACCEPTCONN", 30)):
@@ -912,6 +914,8 @@ class socket:
             parts.append(f", raddr={self._fmt(self._remote)}")
         return "".join(parts) + ">"
 
+
+register_socket_class(socket)         # Stack.socket() makes these
 
 _GLOBAL_DEFAULT_TIMEOUT = _socket._GLOBAL_DEFAULT_TIMEOUT
 

@@ -119,3 +119,17 @@ def test_syn_above_rcv_nxt_reopens_a_time_wait_tuple():
         engine.release()
         os.close(r)
         os.close(w)
+
+
+def test_options_are_checked_without_a_tcb():
+    """_tcb.config_check: what Stack(**options) checks before it starts (no throwaway Tcb)."""
+    from tcpfast._tcb import config_check
+    import tcpfast
+
+    config_check({"keepidle": 1.0, "cc": "newreno"})
+    with pytest.raises(TypeError):
+        config_check({"no_such_option": 1})
+    with pytest.raises(ValueError):
+        config_check({"mss": 10})
+    with pytest.raises(ValueError):
+        tcpfast.Stack(rto_min=2.0, rto_max=1.0)     # checked at construction, not at start()
