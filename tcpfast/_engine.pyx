@@ -42,7 +42,7 @@ from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason,
                             TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT,
                             WIRE_TRUNCATED)
 from tcpfast._tcb cimport (Tcb, conn_meta, tcb_config, tcb_stats, tcb_config_default,
-                           config_update, reset_for_segment, syn_ack_for_cookie, SEG_REPLY_RST,
+                           config_update, config_options, reset_for_segment, syn_ack_for_cookie, SEG_REPLY_RST,
                            CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
                            FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT,
                            tcb_poll, tcb_hangup, tcb_readable, tcb_send_ready, POLL_ERR, POLL_HUP,
@@ -75,11 +75,10 @@ cdef enum:
 
 cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was left to a device
 
-STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
-               "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
-from tcpfast._tcb import TCPI_STATE as _TCPI
-# TCP_INFO's tcpi_state for each state (by RFC name), for the socket layer.
-TCPI_STATE = dict(zip(STATE_NAMES, _TCPI))
+from tcpfast._tcb import STATE_NAMES as _STATE_NAMES, TCPI_STATE as _TCPI
+from tcpfast import pcap as _pcap
+# TCP_INFO's tcpi_state for each state (by RFC name), for the socket layer (from _tcb's tables).
+TCPI_STATE = dict(zip(_STATE_NAMES, _TCPI))
 
 include "_engine/system.pxi"
 include "_engine/readiness.pxi"
@@ -113,7 +112,7 @@ cdef class ConnFacts:
     @property
     def state(self) -> str:
         """The state, as RFC 9293 writes it (``SYN-SENT``, ``FIN-WAIT-2``)."""
-        return STATE_NAMES[self.f.state]
+        return _STATE_NAMES[self.f.state]
 
     @property
     def tcpi_state(self) -> int:
@@ -425,6 +424,11 @@ cdef class Engine:
     def configure(self, **options):
         """Set the default options of new connections (keys as the Tcb constructor)."""
         config_update(&self.cfg, options)
+
+    def options(self) -> dict:
+        """The options new connections get, by name (times in seconds): tcb_config_default's,
+        with what configure() set."""
+        return config_options(&self.cfg)
 
     def connect(self, bytes laddr, int lport, bytes raddr, int rport, dict options, int app_fd=-1,
                 int peer_fd=-1, bint reuse=False):
@@ -894,7 +898,7 @@ cdef class Engine:
         state, mask, error = t.state, tcb_poll(t) & ~POLL_NOMEM, t.error
         avail, space = t.recv_available(), t.send_space()
         self._unlock()
-        return (STATE_NAMES[state], mask, error, avail, space)
+        return (_STATE_NAMES[state], mask, error, avail, space)
 
     # --- introspection -------------------------------------------------------------------------
 
@@ -979,7 +983,7 @@ cdef class Engine:
         try:
             for k in range(self.nlst):
                 l = <Listener>self.lst[k]
-                rows.append(dict(state="LISTEN", local=(str(ipaddress.ip_address(l.address)), l.port),
+                rows.append(dict(state=_STATE_NAMES[LISTEN], local=(str(ipaddress.ip_address(l.address)), l.port),
                                  remote=None,
                                  send_queue=l.aq_count, recv_queue=l.syn_count, cwnd=None,
                                  srtt=None))
@@ -1006,18 +1010,12 @@ cdef class Engine:
     def capture_start(self, path):
         """Write every packet in and out to ``path`` as pcap (LINKTYPE_RAW)."""
         cdef bytes bpath = os.fsencode(path)
+        cdef bytes header = _pcap.file_header()
         cdef FILE* f
-        cdef uint32_t hdr[6]
         f = fopen(bpath, b"wb")
         if f == NULL:
             raise OSError(errno, os.strerror(errno), path)
-        hdr[0] = 0xa1b2c3d4               # microsecond timestamps
-        hdr[1] = 2 | (4 << 16)            # version 2.4
-        hdr[2] = 0                        # thiszone
-        hdr[3] = 0                        # sigfigs
-        hdr[4] = 65535                    # snaplen
-        hdr[5] = 101                      # LINKTYPE_RAW: raw IPv4/IPv6
-        fwrite(hdr, 4, 6, f)
+        fwrite(<const char*>header, 1, len(header), f)
         self._lock()
         old = self.pcap
         self.pcap = f

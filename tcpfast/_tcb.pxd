@@ -479,3 +479,5 @@ cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_con
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil
 # Options by name (times in seconds), checked; as the Tcb constructor takes them.
 cdef int config_update(tcb_config* cfg, dict options) except -1
+# The other way: a configuration as options by name (times in seconds).
+cdef dict config_options(const tcb_config* cfg)

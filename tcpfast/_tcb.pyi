@@ -10,6 +10,7 @@ TCPI_STATE: Tuple[int, ...]
 OPTION_NAMES: Tuple[str, ...]
 
 def config_check(options: Dict[str, Any]) -> None: ...
+def config_defaults() -> Dict[str, Any]: ...
 
 class Tcb:
     state: int

@@ -2466,6 +2466,29 @@ cdef inline uint64_t _secs(object v, str name, double hi) except? 0xffffffffffff
     return <uint64_t>round(v * 1000000)
 
 
+cdef dict config_options(const tcb_config* cfg):
+    """A configuration as options by name (times in seconds), as config_update takes them:
+    ``config_options(tcb_config_default)`` are the defaults of every connection."""
+    return dict(
+        mss=cfg.mss, sndbuf=cfg.sndbuf, rcvbuf=cfg.rcvbuf, sndbuf_max=cfg.sndbuf_max,
+        rcvbuf_max=cfg.rcvbuf_max, cc="cubic" if cfg.cc == CC_CUBIC else "newreno",
+        nodelay=bool(cfg.nodelay), msl=cfg.msl / 1e6, rto_initial=cfg.rto_initial / 1e6,
+        rto_min=cfg.rto_min / 1e6, rto_max=cfg.rto_max / 1e6, syn_retries=cfg.syn_retries,
+        retries=cfg.retries, user_timeout=cfg.user_timeout / 1e6, delack=cfg.delack / 1e6,
+        keepalive=bool(cfg.keepalive), keepidle=cfg.keepidle / 1e6,
+        keepintvl=cfg.keepintvl / 1e6, keepcnt=cfg.keepcnt, fin_timeout=cfg.fin_timeout / 1e6,
+        window_scaling=bool(cfg.wscale_ok), timestamps=bool(cfg.timestamps_ok),
+        sack=bool(cfg.sack_ok), challenge_ack_limit=cfg.challenge_ack_limit, ttl=cfg.ttl,
+        tso_max=cfg.tso_max, csum_partial=bool(cfg.csum_partial))
+
+
+def config_defaults() -> dict:
+    """The defaults of every connection (tcb_config_default), as options by name."""
+    cdef tcb_config cfg
+    tcb_config_default(&cfg)
+    return config_options(&cfg)
+
+
 def config_check(dict options) -> None:
     """Check connection options by name (times in seconds), as the Tcb constructor, the engine
     and ``Stack(**options)`` take them: TypeError for an unknown one, ValueError for a value out

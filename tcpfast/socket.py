@@ -38,6 +38,9 @@ _SOCK_FLAGS = getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOE
 __all__ = ["socket", "create_connection", "create_server", "has_dualstack_ipv6"]
 
 _CC_NAMES = {"cubic": b"cubic", "newreno": b"reno"}
+# What TCP_MAXSEG reads before there is a connection, unless it was set: Linux's TCP_MSS_DEFAULT
+# (a property of the socket API, not of a connection: a connection's MSS comes from the MTU).
+_TCP_MSS_DEFAULT = 536
 
 
 _V4MAPPED_PREFIX = bytes(10) + b"\xff\xff"
@@ -774,10 +777,6 @@ class socket:
         (_socket.IPPROTO_TCP, getattr(_socket, "TCP_CONGESTION", 13)): "cc",
         (_socket.SOL_SOCKET, _socket.SO_LINGER): "linger",
     }
-    # What getsockopt reports before anything was set (Linux's defaults, except the buffers).
-    _DEFAULTS = {"keepalive": False, "nodelay": False, "keepidle": 7200.0, "keepintvl": 75.0,
-                 "keepcnt": 9, "sndbuf": 262144, "rcvbuf": 262144, "user_timeout": 0.0,
-                 "cc": "cubic", "mss": 536}
 
     def setsockopt(self, level: int, optname: int, value, optlen: Optional[int] = None) -> None:
         """setsockopt(level, option, value: int | bytes)"""
@@ -865,17 +864,27 @@ class socket:
                 return self._linger[0]
             return struct.pack("ii", *self._linger)[:buflen].ljust(buflen, b"\0")
         if name == "cc":
-            algo = self._options.get("cc", self._stack.tcp_options.get("cc", "cubic"))
+            algo = self._option("cc")
             raw = _CC_NAMES[algo]
             if buflen is None:
                 return int.from_bytes(raw[:4].ljust(4, b"\0"), "little", signed=True)
             return raw[:buflen].ljust(buflen, b"\0")
         if name == "mss" and self._tcb is not None:
             return _int_out(self._engine.conn_facts(self._tcb).mss, buflen)
-        value = self._options.get(name, self._stack.tcp_options.get(name, self._DEFAULTS[name]))
+        if name == "mss":
+            value = self._options.get("mss", self._stack.tcp_options.get("mss", _TCP_MSS_DEFAULT))
+        else:
+            value = self._option(name)
         if name == "user_timeout":
             value = int(round(value * 1000))
         return _int_out(int(value), buflen)
+
+    def _option(self, name: str):
+        """A connection option as this socket sets it, else as new connections get it (the
+        defaults, with the stack's options)."""
+        if name in self._options:
+            return self._options[name]
+        return self._engine.options()[name]
 
     def _tcp_info(self, buflen: int) -> bytes:
         """struct tcp_info as Linux lays it out (linux/tcp.h), as far as tcpfast knows its fields."""

@@ -100,3 +100,25 @@ def test_conn_facts_copy_what_the_socket_may_know(engine):
     assert facts.error == errno.ECONNRESET and not facts.has_peer and not facts.fin_pending
     assert engine.sock_error(server) == errno.ECONNRESET
     assert engine.sock_error(server) == 0                              # reported once
+
+
+def test_capture_is_the_format_pcap_reads(engine, tmp_path):
+    """The engine writes pcap.py's format (its header, records cut to its snap length)."""
+    from tcpfast import pcap
+
+    path = tmp_path / "c.pcap"
+    engine.capture_start(str(path))
+    client, server, _ = pair(engine, 5002)
+    engine.capture_stop()
+    data = path.read_bytes()
+    assert data.startswith(pcap.file_header())
+    with open(path, "rb") as f:
+        assert pcap.count(f) >= 3                   # SYN, SYN-ACK, ACK over the loopback
+
+
+def test_options_are_the_defaults_and_what_configure_set(engine):
+    from tcpfast._tcb import config_defaults
+
+    assert engine.options()["keepidle"] == config_defaults()["keepidle"] == 7200.0
+    engine.configure(keepidle=30.0)
+    assert engine.options()["keepidle"] == 30.0

@@ -123,7 +123,7 @@ def test_syn_above_rcv_nxt_reopens_a_time_wait_tuple():
 
 def test_options_are_checked_without_a_tcb():
     """_tcb.config_check: what Stack(**options) checks before it starts (no throwaway Tcb)."""
-    from tcpfast._tcb import config_check
+    from tcpfast._tcb import config_check, config_defaults
     import tcpfast
 
     config_check({"keepidle": 1.0, "cc": "newreno"})
@@ -133,3 +133,6 @@ def test_options_are_checked_without_a_tcb():
         config_check({"mss": 10})
     with pytest.raises(ValueError):
         tcpfast.Stack(rto_min=2.0, rto_max=1.0)     # checked at construction, not at start()
+    defaults = config_defaults()                    # tcb_config_default, by name
+    assert defaults["keepidle"] == 7200.0 and defaults["cc"] == "cubic"
+    config_check(defaults)                          # read back, they are valid options

@@ -8,16 +8,21 @@ cdef inline bint is_ours(Engine e, uint8_t version, const uint8_t* addr) noexcep
     return e.has6 and memcmp(addr, e.addr6, 16) == 0
 
 
+# The capture's format is pcap.py's (its file header, which capture_start writes; its snap length;
+# its record: four native uint32s, pcap.RECORD, then the packet cut to the snap length).
+cdef uint32_t PCAP_SNAPLEN = _pcap.SNAPLEN
+
+
 cdef void pcap_write(Engine e, const uint8_t* pkt, size_t n) noexcept nogil:
     cdef timespec ts
     cdef uint32_t rec[4]
     if e.pcap == NULL:
         return
     clock_gettime(CLOCK_REALTIME, &ts)
-    rec[0] = <uint32_t>ts.tv_sec
-    rec[1] = <uint32_t>(ts.tv_nsec // 1000)
-    rec[2] = <uint32_t>(n if n < 65535 else 65535)
-    rec[3] = <uint32_t>n
+    rec[0] = <uint32_t>ts.tv_sec                    # ts_sec
+    rec[1] = <uint32_t>(ts.tv_nsec // 1000)         # ts_usec
+    rec[2] = <uint32_t>(n if n < PCAP_SNAPLEN else PCAP_SNAPLEN)   # incl_len
+    rec[3] = <uint32_t>n                            # orig_len
     fwrite(rec, 4, 4, e.pcap)
     fwrite(pkt, 1, rec[2], e.pcap)
 
