@@ -179,10 +179,12 @@ class socket:
 
     @property
     def family(self) -> _socket.AddressFamily:
+        """The socket's address family (AF_INET or AF_INET6)."""
         return _socket.AddressFamily(self._family)
 
     @property
     def type(self) -> _socket.SocketKind:
+        """The socket's type (SOCK_STREAM)."""
         return _socket.SocketKind(self._type)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -266,6 +268,11 @@ class socket:
     # --- addresses ----------------------------------------------------------------------------
 
     def bind(self, address: Any) -> None:
+        """bind(address)
+
+        Bind the socket to a local address: (host, port) for AF_INET, (host, port[, flowinfo[,
+        scope_id]]) for AF_INET6. The host is the stack's own address or the wildcard ("" or None);
+        port 0 takes an ephemeral port."""
         self._check_open()
         if self._local is not None:
             raise _error(errno.EINVAL, "Invalid argument")
@@ -278,12 +285,18 @@ class socket:
         self._local = (addr, port)
 
     def getsockname(self):
+        """getsockname() -> address info
+
+        The socket's own address (the wildcard and port 0 before it is bound or connected)."""
         self._check_open()
         if self._local is None:
             return ("0.0.0.0", 0) if self._family == AF_INET else ("::", 0, 0, 0)
         return self._fmt(self._local)
 
     def getpeername(self):
+        """getpeername() -> address info
+
+        The address of the peer; ENOTCONN while connecting, and once the connection is over."""
         self._check_open()
         if self._remote is None or self._tcb is None or \
                 not self._engine.conn_facts(self._tcb).has_peer:
@@ -302,11 +315,19 @@ class socket:
     # --- connection set-up --------------------------------------------------------------------
 
     def connect(self, address: Any) -> None:
+        """connect(address)
+
+        Connect the socket to a remote address. A non-blocking socket raises BlockingIOError
+        (EINPROGRESS) and connects in the background; with a timeout, an attempt that outlasts it
+        raises TimeoutError and goes on (connect() again: EALREADY)."""
         err = self._connect(address, raise_=True)
         if err:
             raise _error(err)
 
     def connect_ex(self, address: Any) -> int:
+        """connect_ex(address) -> errno
+
+        As connect(), but return the error code (0 for success) instead of raising it."""
         try:
             return self._connect(address, raise_=False)
         except OSError as exc:
@@ -356,6 +377,11 @@ class socket:
             self._wait(deadline, write=True)
 
     def listen(self, backlog: int = 128) -> None:
+        """listen([backlog])
+
+        Take connections (backlog: how many established ones may wait to be accepted, 1..4096; 128
+        by default). An AF_INET6 socket bound to the wildcard with IPV6_V6ONLY off takes IPv4 ones
+        too."""
         self._check_open()
         if self._tcb is not None:
             raise _error(errno.EINVAL, "Invalid argument")
@@ -384,6 +410,9 @@ class socket:
             pass
 
     def accept(self):
+        """accept() -> (socket object, address info)
+
+        Wait for an incoming connection. Return a new socket for it and the address of the peer."""
         self._check_open()
         if self._listener is None:
             # Never listened, or stopped by shutdown(): EINVAL (as the kernel).
@@ -426,6 +455,10 @@ class socket:
         return self._tcb
 
     def send(self, data, flags: int = 0) -> int:
+        """send(data[, flags]) -> count
+
+        Send data; return how many bytes were taken, which may be fewer than given. flags:
+        MSG_DONTWAIT."""
         tcb = self._tcb
         if not flags and tcb is not None and self._fd >= 0 and self._stack.running:
             # The common case, with nothing in between: room in the send buffer.
@@ -460,6 +493,9 @@ class socket:
     def sendall(self, data, flags: int = 0) -> None:
         # One deadline for the whole call (as CPython's sendall), without touching the socket's
         # timeout, which other threads may be using meanwhile.
+        """sendall(data[, flags])
+
+        Send all of data, in as many sends as it takes; the timeout counts for the whole call."""
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         while view:
@@ -467,10 +503,17 @@ class socket:
             view = view[n:]
 
     def sendto(self, data, flags_or_address, address=None) -> int:
+        """sendto(data[, flags], address) -> count
+
+        As send(): a connected stream socket has its peer already."""
         flags = 0 if address is None else flags_or_address
         return self.send(data, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """recv(buffersize[, flags]) -> data
+
+        Receive up to buffersize bytes; b"" at end of stream. flags: MSG_PEEK, MSG_DONTWAIT,
+        MSG_WAITALL."""
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         if flags & ~(MSG_PEEK | MSG_DONTWAIT) or not bufsize:
@@ -495,6 +538,10 @@ class socket:
                 self._after_call()
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        """recv_into(buffer[, nbytes[, flags]]) -> nbytes_read
+
+        Receive up to nbytes bytes (the buffer's length when 0) into buffer; 0 at end of stream.
+        flags as recv()."""
         tcb = self._connected()
         view = memoryview(buffer).cast("B")
         if nbytes < 0:
@@ -554,14 +601,24 @@ class socket:
         raise _error(err)
 
     def recvfrom(self, bufsize: int, flags: int = 0):
+        """recvfrom(buffersize[, flags]) -> (data, address info)
+
+        As recv(); the address is None, as for any connected stream socket."""
         return self.recv(bufsize, flags), None
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        """recvfrom_into(buffer[, nbytes[, flags]]) -> (nbytes, address info)
+
+        As recv_into(); the address is None, as for any connected stream socket."""
         return self.recv_into(buffer, nbytes, flags), None
 
     # --- shutdown and close ----------------------------------------------------------------------
 
     def shutdown(self, how: int) -> None:
+        """shutdown(flag)
+
+        Shut down reading (SHUT_RD: what is queued, then end of stream), writing (SHUT_WR: our FIN
+        after the data) or both (SHUT_RDWR). On a listening socket, stop listening."""
         self._check_open()
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise _error(errno.EINVAL, "Invalid argument")
@@ -595,7 +652,9 @@ class socket:
             self.close()
 
     def close(self) -> None:
-        """Close the socket; as socket.socket, the connection ends only when no file made by
+        """close()
+
+        Close the socket; as socket.socket, the connection ends only when no file made by
         makefile() is open any more."""
         self._closed = True
         if self._io_refs <= 0:
@@ -649,7 +708,9 @@ class socket:
             time.sleep(0.002)
 
     def detach(self) -> int:
-        """There is no kernel TCP descriptor to hand over, so this fails (EOPNOTSUPP), having
+        """detach()
+
+        There is no kernel TCP descriptor to hand over, so this fails (EOPNOTSUPP), having
         closed the connection and given up the descriptor number to whoever already took it
         from fileno(): ssl.SSLContext.wrap_socket() does so before it calls detach(), and would
         close that number itself. (TLS on tcpfast sockets: asyncio's ``ssl=``, which runs TLS
@@ -735,9 +796,17 @@ class socket:
     # --- modes and options -------------------------------------------------------------------
 
     def fileno(self) -> int:
+        """fileno() -> integer
+
+        The socket's file descriptor (-1 once closed). It polls as the connection is ready, so
+        select, poll, epoll and asyncio can wait on it."""
         return -1 if self._close_deferred else self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
+        """settimeout(timeout)
+
+        Set a timeout on blocking calls: None blocks, 0.0 makes the socket non-blocking, a positive
+        number of seconds raises TimeoutError when it has passed."""
         self._check_open()
         if value is not None:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
@@ -750,17 +819,27 @@ class socket:
         self._timeout = value
 
     def gettimeout(self) -> Optional[float]:
+        """gettimeout() -> timeout
+
+        The timeout in seconds (float) of blocking calls, or None when there is none."""
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
+        """setblocking(flag)
+
+        Blocking (True, as settimeout(None)) or non-blocking (False, as settimeout(0.0))."""
         self._check_open()
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
+        """getblocking()
+
+        True when the socket blocks in its calls (its timeout is not 0.0)."""
         return self._timeout != 0.0
 
     @property
     def timeout(self) -> Optional[float]:
+        """The timeout of blocking calls in seconds (None: none), as gettimeout()."""
         return self._timeout
 
     # Options kept as connection options (name, to-option, from-option); times in seconds.
@@ -967,7 +1046,9 @@ def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=N
 
 
 def has_dualstack_ipv6() -> bool:
-    """True: a tcpfast AF_INET6 socket with IPV6_V6ONLY off also takes IPv4 connections."""
+    """has_dualstack_ipv6() -> bool
+
+    True: a tcpfast AF_INET6 socket with IPV6_V6ONLY off also takes IPv4 connections."""
     return True
 
 
