@@ -17,7 +17,7 @@ at once and inlines across the files as it would within one.
 
     _engine/system.pxi     the C interfaces (poll, read/write, eventfd, clocks)
     _engine/readiness.pxi  the socket's fd follows its connection
-    _engine/table.pxi      the connection table, the object pool, the local ports in use
+    _engine/table.pxi      the connection table, the object pool, the port picker, the bind table
     _engine/timers.pxi     the timer wheel
     _engine/output.pxi     framing (virtio-net, GSO), the loopback queue, the capture (pcap)
     _engine/listen.pxi     listeners: SYN queue, accept queue, SYN cookies
@@ -25,35 +25,36 @@ at once and inlines across the files as it would within one.
     _engine/dispatch.pxi   input: parse, demultiplex; running a connection and filing it
     _engine.pyx (here)     the loop, and the calls of application threads
 """
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdio cimport FILE, fopen, fwrite, fclose, fflush
 from libc.errno cimport errno, EAGAIN, EINTR, EADDRINUSE, EADDRNOTAVAIL, ENOMEM, EINVAL, \
     ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPROTO, EALREADY, EISCONN, ECONNABORTED, \
     EINPROGRESS, ECONNRESET, ETIMEDOUT, EPIPE, ENOTCONN
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
-from tcpfast._seq cimport seq_gt, seq_ge, seq_le, seq_lt, seq_between
+from tcpfast._seq cimport seq_between
 from tcpfast._wire cimport (pkt_repr, ip_repr, tcp_repr, icmp_repr, wire_reason, WIRE_OK,
-                            packet_parse, tcp_packet_emit, icmp_packet_emit, ip_header_len,
-                            PARSE_SKIP_L4_CHECKSUM, PROTO_TCP, PROTO_ICMP, PROTO_ICMPV6,
-                            TH_SYN, TH_ACK, TH_RST, TH_FIN, load16, store16, WIRE_REASON_COUNT,
-                            WIRE_TRUNCATED)
+                            WIRE_TRUNCATED, packet_parse, icmp_packet_emit, ip_header_len,
+                            PARSE_SKIP_L4_CHECKSUM, PROTO_TCP, TH_SYN, TH_ACK, TH_RST, TH_FIN,
+                            store16)
 from tcpfast._tcb cimport (Tcb, conn_meta, tcb_config, tcb_stats, tcb_config_default,
-                           config_update, config_options, reset_for_segment, syn_ack_for_cookie, SEG_REPLY_RST,
-                           CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1,
-                           FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT,
-                           tcb_poll, tcb_hangup, tcb_readable, tcb_send_ready, POLL_ERR, POLL_HUP,
-                           POLL_RDHUP, POLL_OUT, POLL_NOMEM)
+                           config_update, config_options, reset_for_segment, syn_ack_for_cookie,
+                           SEG_REPLY_RST, CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED,
+                           FIN_WAIT_2, TIME_WAIT, tcb_poll, tcb_hangup, tcb_readable,
+                           tcb_send_ready, POLL_ERR, POLL_HUP, POLL_RDHUP, POLL_OUT, POLL_NOMEM)
 from tcpfast._isn cimport isn_secret, siphash24
-from tcpfast._ring cimport mem_pool, mem_pool_new, mem_pool_unref, mem_pool_pressure, ring_space
+from tcpfast._ring cimport mem_pool_new, mem_pool_unref
 
 import ipaddress
 import os
 import threading
-from socket import AF_INET, AF_INET6
+from socket import AF_INET
+
+from tcpfast import pcap as _pcap
+from tcpfast._tcb import STATE_NAMES as _STATE_NAMES, TCPI_STATE as _TCPI
 
 cdef enum:
     VNET = 10                        # struct virtio_net_hdr
@@ -75,8 +76,6 @@ cdef enum:
 
 cdef uint32_t LOOP_PARTIAL = 0x80000000U   # loop_len flag: the checksum was left to a device
 
-from tcpfast._tcb import STATE_NAMES as _STATE_NAMES, TCPI_STATE as _TCPI
-from tcpfast import pcap as _pcap
 # TCP_INFO's tcpi_state for each state (by RFC name), for the socket layer (from _tcb's tables).
 TCPI_STATE = dict(zip(_STATE_NAMES, _TCPI))
 
@@ -88,21 +87,6 @@ include "_engine/output.pxi"
 include "_engine/listen.pxi"
 include "_engine/icmp.pxi"
 include "_engine/dispatch.pxi"
-
-
-cdef class Binding:
-    """Binding(family): a socket's hold on local ports in the engine's bind table (as the owners
-    of the kernel's bind buckets), with the socket options bind() and listen() weigh: the socket
-    sets ``reuseaddr`` and ``reuseport``; Engine.listen and unlisten set ``listening``."""
-
-    def __cinit__(self, int family):
-        self.family = family
-        self.keys = []
-
-    def __repr__(self) -> str:
-        return (f"<Binding family={self.family} ports={[port for _, port in self.keys]} "
-                f"reuseaddr={self.reuseaddr} reuseport={self.reuseport} "
-                f"listening={self.listening}>")
 
 
 cdef class ConnFacts:
@@ -579,7 +563,7 @@ cdef class Engine:
             self._unlock()
         return t
 
-    # --- the bind table: the local ports sockets hold (bind(), and what listen() adds) ---------
+    # --- the bind table (_engine/table.pxi): the local ports sockets hold ----------------------
 
     def binding(self, int family) -> Binding:
         """A new socket's hold on local ports (holding none yet), and its SO_REUSEADDR and
@@ -588,84 +572,20 @@ cdef class Engine:
 
     def bind(self, Binding b not None, int port) -> int:
         """Reserve (family, port) for the socket of ``b``; returns the port (port 0: an
-        ephemeral one, from the engine's port picker, that no socket and no connection holds).
-
-        As Linux: a port another socket is bound to is EADDRINUSE unless both set SO_REUSEADDR
-        and the other does not listen; a port still used by a connection (one in TIME-WAIT,
-        say) is EADDRINUSE unless both sockets set SO_REUSEADDR."""
-        cdef uint8_t version = 4 if b.family == AF_INET else 6
-        cdef int tries
-        cdef uint16_t candidate
-        cdef bint used
-        with self.bind_lock:
-            if port == 0:
-                for tries in range(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1):
-                    self._lock()
-                    candidate = next_ephemeral_port(self)
-                    used = port_in_use(self, version, candidate, False)
-                    self._unlock()
-                    if not used and not self.bound.get((b.family, candidate)):
-                        port = candidate
-                        break
-                else:
-                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
-            else:
-                for other in self.bound.get((b.family, port), ()):
-                    if other is not b and not (b.reuseaddr and (<Binding>other).reuseaddr and
-                                               not (<Binding>other).listening):
-                        raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
-                self._lock()
-                used = port_in_use(self, version, <uint16_t>port, b.reuseaddr)
-                self._unlock()
-                if used:
-                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
-            self._hold(b, b.family, port)
-        return port
+        ephemeral one that no socket and no connection holds). EADDRINUSE as Linux's bind()."""
+        return bind_port(self, b, port)
 
     def bind_also(self, Binding b not None, int family, int port) -> None:
-        """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off):
-        EADDRINUSE when another socket holds it, unless both set SO_REUSEPORT."""
-        with self.bind_lock:
-            for other in self.bound.get((family, port), ()):
-                if other is not b and not (b.reuseport and (<Binding>other).reuseport):
-                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
-            self._hold(b, family, port)
+        """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off)."""
+        bind_also(self, b, family, port)
 
     def check_listen(self, Binding b not None, int port) -> None:
-        """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
-        SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""
-        with self.bind_lock:
-            for other in self.bound.get((b.family, port), ()):
-                if other is not b and (<Binding>other).listening and \
-                        not (b.reuseport and (<Binding>other).reuseport):
-                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+        """EADDRINUSE if another socket listens on the port (as Linux at listen())."""
+        listen_check(self, b, port)
 
     def unbind(self, Binding b not None) -> None:
         """The socket of ``b`` is closed: the ports it held are free again."""
-        with self.bind_lock:
-            for key in b.keys:
-                holders = self.bound.get(key)
-                if holders is not None:
-                    holders.discard(b)
-                    if not holders:
-                        del self.bound[key]
-            b.keys = []
-
-    def _hold(self, Binding b, int family, int port):
-        key = (family, port)
-        self.bound.setdefault(key, set()).add(b)
-        if key not in b.keys:
-            b.keys.append(key)
-
-    def local_port_in_use(self, int version, int port, bint reuse=False) -> bool:
-        """Would a bind to this local port conflict with a connection (in any state, TIME-WAIT
-        included) or a listener? As Linux's inet_csk_bind_conflict: a connection does not when
-        both the new socket and the connection's socket set SO_REUSEADDR."""
-        cdef bint used
-        self._lock()
-        used = port_in_use(self, <uint8_t>version, <uint16_t>port, reuse)
-        self._unlock()
-        return used
+        unbind(self, b)
 
     def attach_fds(self, Tcb t not None, int app_fd, int peer_fd):
         """Give a connection its socket's fd pair (an accepted connection, once its socket

@@ -2,7 +2,8 @@
 # collisions (the same secret-keyed SipHash as the ISNs). It holds each connection's conn_meta
 # (the struct the Tcb carries for the engine), filed under the 4-tuple copied into it, so that a
 # connection is found and taken out by the key it went in with. Beside it: the pool new
-# connections come from, the list of those that left the table, and the local ports in use.
+# connections come from, the list of those that left the table, the port picker, and the bind
+# table (the local ports sockets hold, with bind() and listen()'s rules).
 # Included by _engine.pyx.
 
 cdef inline uint32_t conn_hash(const isn_secret* key, uint8_t version, const uint8_t* laddr,
@@ -210,3 +211,102 @@ cdef inline uint16_t next_ephemeral_port(Engine e) noexcept nogil:
     if e.next_port > EPHEMERAL_HIGH or e.next_port < EPHEMERAL_LOW:
         e.next_port = EPHEMERAL_LOW
     return e.next_port
+
+
+# --- the bind table: the local ports sockets hold ----------------------------------------------
+# Python-level (bind() and listen() are not the per-packet path), under a lock of its own; it asks
+# the connection table under the engine's mutex, never holding the mutex while it allocates.
+
+cdef class Binding:
+    """Binding(family): a socket's hold on local ports in the engine's bind table (as the owners
+    of the kernel's bind buckets), with the socket options bind() and listen() weigh: the socket
+    sets ``reuseaddr`` and ``reuseport``; Engine.listen and unlisten set ``listening``."""
+
+    def __cinit__(self, int family):
+        self.family = family
+        self.keys = []
+
+    def __repr__(self) -> str:
+        return (f"<Binding family={self.family} ports={[port for _, port in self.keys]} "
+                f"reuseaddr={self.reuseaddr} reuseport={self.reuseport} "
+                f"listening={self.listening}>")
+
+
+cdef int bind_port(Engine e, Binding b, int port) except -1:
+    """Reserve (family, port) for the socket of ``b``; returns the port (port 0: an ephemeral
+    one, from the port picker, that no socket and no connection holds).
+
+    As Linux: a port another socket is bound to is EADDRINUSE unless both set SO_REUSEADDR and
+    the other does not listen; a port still used by a connection (one in TIME-WAIT, say) is
+    EADDRINUSE unless both sockets set SO_REUSEADDR."""
+    cdef uint8_t version = 4 if b.family == AF_INET else 6
+    cdef int tries
+    cdef uint16_t candidate
+    cdef bint used
+    with e.bind_lock:
+        if port == 0:
+            for tries in range(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1):
+                e._lock()
+                candidate = next_ephemeral_port(e)
+                used = port_in_use(e, version, candidate, False)
+                e._unlock()
+                if not used and not e.bound.get((b.family, candidate)):
+                    port = candidate
+                    break
+            else:
+                raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+        else:
+            for other in e.bound.get((b.family, port), ()):
+                if other is not b and not (b.reuseaddr and (<Binding>other).reuseaddr and
+                                           not (<Binding>other).listening):
+                    raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+            e._lock()
+            used = port_in_use(e, version, <uint16_t>port, b.reuseaddr)
+            e._unlock()
+            if used:
+                raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+        bind_hold(e, b, b.family, port)
+    return port
+
+
+cdef int bind_also(Engine e, Binding b, int family, int port) except -1:
+    """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off):
+    EADDRINUSE when another socket holds it, unless both set SO_REUSEPORT."""
+    with e.bind_lock:
+        for other in e.bound.get((family, port), ()):
+            if other is not b and not (b.reuseport and (<Binding>other).reuseport):
+                raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+        bind_hold(e, b, family, port)
+    return 0
+
+
+cdef int listen_check(Engine e, Binding b, int port) except -1:
+    """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
+    SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""
+    with e.bind_lock:
+        for other in e.bound.get((b.family, port), ()):
+            if other is not b and (<Binding>other).listening and \
+                    not (b.reuseport and (<Binding>other).reuseport):
+                raise OSError(EADDRINUSE, os.strerror(EADDRINUSE))
+    return 0
+
+
+cdef int unbind(Engine e, Binding b) except -1:
+    """The socket of ``b`` is closed: the ports it held are free again."""
+    with e.bind_lock:
+        for key in b.keys:
+            holders = e.bound.get(key)
+            if holders is not None:
+                holders.discard(b)
+                if not holders:
+                    del e.bound[key]
+        b.keys = []
+    return 0
+
+
+cdef int bind_hold(Engine e, Binding b, int family, int port) except -1:
+    key = (family, port)
+    e.bound.setdefault(key, set()).add(b)
+    if key not in b.keys:
+        b.keys.append(key)
+    return 0
