@@ -185,9 +185,9 @@ class Stack:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
+        status = "running" if self.running else "stopped"
         return (f"<tcpfast.Stack {self.address}/{self.prefixlen} on {self.ifname} mtu={self.mtu} "
-                f"offload={self.offload} {state}>")
+                f"offload={self.offload} {status}>")
 
     # --- sockets ----------------------------------------------------------------------------
 
