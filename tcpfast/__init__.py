@@ -24,6 +24,8 @@ from tcpfast.stack import Stack, default_stack  # noqa: E402
 from tcpfast.socket import socket  # noqa: E402  (the class: tcpfast.socket(...) makes one)
 from tcpfast.socket import create_connection, create_server, has_dualstack_ipv6  # noqa: E402
 from tcpfast.patch import is_patched, patch, unpatch  # noqa: E402  (tcpfast.patch: the function)
+# TLS: SSLContext.wrap_socket accepts tcpfast sockets from here on (other sockets: unchanged).
+import tcpfast.ssl  # noqa: E402,F401
 
 # The socket module's constants, so that tcpfast can stand in for it (tcpfast.AF_INET, ...).
 import socket as _stdlib_socket  # noqa: E402

@@ -43,9 +43,8 @@ patched names looked up or kept after :func:`unpatch` make kernel sockets again.
 socket reaches what its stack can reach: its own address (local delivery) and the network
 behind the TUN device, not the kernel's loopback (``127.0.0.1``, ``localhost``). If the stack
 stops while patched, new TCP sockets fail with ``OSError(ENETDOWN)``. TLS through
-``ssl.SSLContext.wrap_socket`` takes over the socket's descriptor, which a tcpfast socket does not
-have to give: it does not work on tcpfast sockets (asyncio's TLS, which runs over the socket's
-data, does not need that).
+``ssl.SSLContext.wrap_socket`` works on tcpfast sockets, patched or not: :mod:`tcpfast.ssl`
+runs it over the socket's data with an ``ssl.SSLObject`` (asyncio's TLS already did).
 
 Patching is process-global (every thread sees it) and nests: each :func:`patch` pushes a layer,
 the newest layer's stack is the one new sockets go to, :meth:`Patch.unpatch` (or leaving its
