@@ -13,12 +13,16 @@ import pathlib
 
 import tcpfast
 
-# Every .pyx shipped with the package must have been compiled and must load as an extension
-# (setup.py builds each one it finds); the core ones are named so that they cannot go missing.
-SHIPPED = sorted(p.stem for p in pathlib.Path(tcpfast.__file__).parent.glob("*.pyx"))
-CORE = ["_checksum", "_seq", "_wire", "_wire_convert", "_wire_views", "_ring", "_isn", "_ranges",
-        "_rtx", "_cc", "_tcb", "_simlink"]
-COMPILED = [f"tcpfast.{name}" for name in sorted(set(SHIPPED) | set(CORE))]
+# Every .pyx shipped with the package (the runtime's and tcpfast.testing's) must have been compiled
+# and must load as an extension (setup.py builds each one it finds); the core ones are named so
+# that they cannot go missing.
+_ROOT = pathlib.Path(tcpfast.__file__).parent
+SHIPPED = sorted(".".join(("tcpfast",) + p.relative_to(_ROOT).with_suffix("").parts)
+                 for pkg in (_ROOT, _ROOT / "testing") for p in pkg.glob("*.pyx"))
+CORE = [f"tcpfast.{name}" for name in ("_checksum", "_seq", "_wire", "_wire_convert", "_wire_views",
+                                       "_ring", "_isn", "_ranges", "_rtx", "_cc", "_tcb")] + \
+    ["tcpfast.testing._simlink"]
+COMPILED = sorted(set(SHIPPED) | set(CORE))
 
 
 def test_core_sources_are_shipped():
