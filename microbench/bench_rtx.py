@@ -1,7 +1,7 @@
 """Retransmission queue: sent segments inserted, then released by ACKs; compiled against pure
 Python.
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 
 tcpfast keeps no per-segment records. Sent-but-unacknowledged data stays in the connection's send
 ring (``_ring``: bytes from SND.UNA on; ``ring_consume`` releases what an ACK covers) and the
