@@ -74,9 +74,12 @@ cdef enum:
     TCP_MAX_SACK_BLOCKS = 4
     TCP_HEADER_LEN = 20
     TCP_MAX_HEADER_LEN = 60
+    TCP_MAX_OPTIONS_LEN = 40            # TCP_MAX_HEADER_LEN - TCP_HEADER_LEN
     IPV4_HEADER_LEN = 20
     IPV6_HEADER_LEN = 40
     ICMP_HEADER_LEN = 8
+    IPV4_ADDR_LEN = 4
+    IPV6_ADDR_LEN = 16
 
 
 # parse_packet flags
@@ -98,8 +101,8 @@ ctypedef struct ip_repr:
     uint16_t header_len         # IPv4 IHL*4; IPv6 40 + extension headers
     uint32_t payload_len        # upper-layer length
     uint32_t flow_label         # IPv6
-    uint8_t src[16]             # IPv4 uses the first 4 bytes
-    uint8_t dst[16]
+    uint8_t src[IPV6_ADDR_LEN]  # IPv4 uses the first IPV4_ADDR_LEN bytes
+    uint8_t dst[IPV6_ADDR_LEN]
 
 
 ctypedef struct tcp_repr:
@@ -121,8 +124,8 @@ ctypedef struct tcp_repr:
     uint32_t tsval
     uint32_t tsecr
     uint8_t sack_count
-    uint32_t sack_left[4]
-    uint32_t sack_right[4]
+    uint32_t sack_left[TCP_MAX_SACK_BLOCKS]
+    uint32_t sack_right[TCP_MAX_SACK_BLOCKS]
 
 
 ctypedef struct icmp_repr:
@@ -208,14 +211,15 @@ cdef inline size_t tcp_options_fixed_len(const tcp_repr* t) noexcept nogil:
     return n
 
 cdef inline size_t tcp_sack_blocks_that_fit(const tcp_repr* t, size_t used) noexcept nogil:
-    # How many SACK blocks fit in the 40 option bytes left after ``used`` (RFC 2018 §3).
+    # How many SACK blocks fit in the option bytes left after ``used`` (RFC 2018 §3): NOP NOP,
+    # kind and length (4 bytes), then 8 bytes a block.
     cdef size_t k = t.sack_count
     if k > TCP_MAX_SACK_BLOCKS:
         k = TCP_MAX_SACK_BLOCKS
-    if used + 4 + 8 > 40:
+    if used + 4 + 8 > TCP_MAX_OPTIONS_LEN:
         return 0
-    if k > (40 - used - 4) // 8:
-        k = (40 - used - 4) // 8
+    if k > (TCP_MAX_OPTIONS_LEN - used - 4) // 8:
+        k = (TCP_MAX_OPTIONS_LEN - used - 4) // 8
     return k
 
 

@@ -24,8 +24,8 @@ import enum
 # =============================================================================================
 
 cdef inline void _clear_addrs(ip_repr* ip) noexcept nogil:
-    memset(ip.src, 0, 16)
-    memset(ip.dst, 0, 16)
+    memset(ip.src, 0, sizeof(ip.src))
+    memset(ip.dst, 0, sizeof(ip.dst))
 
 
 cdef wire_reason ipv4_parse(const uint8_t* b, size_t n, ip_repr* ip, bint verify_checksum) noexcept nogil:
@@ -62,8 +62,8 @@ cdef wire_reason ipv4_parse(const uint8_t* b, size_t n, ip_repr* ip, bint verify
     ip.payload_len = <uint32_t>(total - ihl)
     ip.flow_label = 0
     _clear_addrs(ip)
-    memcpy(ip.src, b + 12, 4)
-    memcpy(ip.dst, b + 16, 4)
+    memcpy(ip.src, b + 12, IPV4_ADDR_LEN)
+    memcpy(ip.dst, b + 16, IPV4_ADDR_LEN)
     return WIRE_OK
 
 
@@ -136,8 +136,8 @@ cdef wire_reason ipv6_parse(const uint8_t* b, size_t n, ip_repr* ip) noexcept no
     ip.dont_fragment = 0
     ip.checksum = 0
     ip.payload_len = <uint32_t>(end - ip.header_len)
-    memcpy(ip.src, b + 8, 16)
-    memcpy(ip.dst, b + 24, 16)
+    memcpy(ip.src, b + 8, IPV6_ADDR_LEN)
+    memcpy(ip.dst, b + 24, IPV6_ADDR_LEN)
     return WIRE_OK
 
 
@@ -272,8 +272,8 @@ cdef void _parse_quote(const uint8_t* b, size_t n, uint8_t version, icmp_repr* m
         q.checksum = load16(b + 10)
         q.flow_label = 0
         _clear_addrs(q)
-        memcpy(q.src, b + 12, 4)
-        memcpy(q.dst, b + 16, 4)
+        memcpy(q.src, b + 12, IPV4_ADDR_LEN)
+        memcpy(q.dst, b + 16, IPV4_ADDR_LEN)
         q.header_len = <uint16_t>off
     else:
         if n < IPV6_HEADER_LEN:
@@ -288,8 +288,8 @@ cdef void _parse_quote(const uint8_t* b, size_t n, uint8_t version, icmp_repr* m
         q.ttl = b[7]
         q.dont_fragment = 0
         q.checksum = 0
-        memcpy(q.src, b + 8, 16)
-        memcpy(q.dst, b + 24, 16)
+        memcpy(q.src, b + 8, IPV6_ADDR_LEN)
+        memcpy(q.dst, b + 24, IPV6_ADDR_LEN)
     q.payload_len = <uint32_t>(n - off)
     m.has_quote = 1
     # RFC 792 guarantees 64 bits of the original datagram's data: ports and, for TCP, the sequence.
@@ -385,7 +385,7 @@ cdef wire_reason packet_parse(const uint8_t* b, size_t n, pkt_repr* p, int flags
 # =============================================================================================
 
 cdef size_t tcp_options_len(const tcp_repr* t) noexcept nogil:
-    """Option bytes ``emit_tcp`` writes: always a multiple of 4, at most 40."""
+    """Option bytes ``tcp_emit`` writes: a multiple of 4, at most ``TCP_MAX_OPTIONS_LEN``."""
     cdef size_t n = tcp_options_fixed_len(t)
     cdef size_t k = tcp_sack_blocks_that_fit(t, n)
     if k:
@@ -415,8 +415,8 @@ cdef size_t ip_emit(uint8_t* b, const ip_repr* ip, uint8_t protocol, size_t payl
         b[9] = protocol
         b[10] = 0
         b[11] = 0
-        memcpy(b + 12, ip.src, 4)
-        memcpy(b + 16, ip.dst, 4)
+        memcpy(b + 12, ip.src, IPV4_ADDR_LEN)
+        memcpy(b + 16, ip.dst, IPV4_ADDR_LEN)
         csum = csum_finish(csum_partial(b, IPV4_HEADER_LEN, 0))
         memcpy(b + 10, &csum, 2)        # a native sum is stored as it lies (RFC 1071 §2(B))
         return IPV4_HEADER_LEN
@@ -424,8 +424,8 @@ cdef size_t ip_emit(uint8_t* b, const ip_repr* ip, uint8_t protocol, size_t payl
     store16(b + 4, <uint16_t>payload_len)
     b[6] = protocol
     b[7] = ip.ttl
-    memcpy(b + 8, ip.src, 16)
-    memcpy(b + 24, ip.dst, 16)
+    memcpy(b + 8, ip.src, IPV6_ADDR_LEN)
+    memcpy(b + 24, ip.dst, IPV6_ADDR_LEN)
     return IPV6_HEADER_LEN
 
 

@@ -12,7 +12,8 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, 
 
 from tcpfast._wire cimport (ip_repr, tcp_repr, icmp_repr, pkt_repr, wire_reason, WIRE_OK,
                             PARSE_SKIP_L4_CHECKSUM, PROTO_TCP, TCP_MAX_SACK_BLOCKS,
-                            IPV4_HEADER_LEN, ICMP_HEADER_LEN, ipv4_parse, ipv6_parse, tcp_parse,
+                            TCP_MAX_OPTIONS_LEN, IPV4_HEADER_LEN, ICMP_HEADER_LEN, IPV4_ADDR_LEN,
+                            IPV6_ADDR_LEN, ipv4_parse, ipv6_parse, tcp_parse,
                             icmp_parse, packet_parse, tcp_header_len, ip_header_len,
                             tcp_packet_emit, icmp_packet_emit, icmp_is_echo, icmp_has_mtu,
                             tcp_options_fixed_len, tcp_sack_blocks_that_fit)
@@ -75,8 +76,8 @@ cdef int _ip_from_py(object h, ip_repr* ip) except -1:
         if field_value(h.fragment_offset, 0xfff8, "fragment_offset") % 8:
             raise ValueError("fragment_offset must be a multiple of 8")
         ip.fragment_offset = <uint16_t>h.fragment_offset
-        memcpy(ip.src, <const char*>src, 4)
-        memcpy(ip.dst, <const char*>dst, 4)
+        memcpy(ip.src, <const char*>src, IPV4_ADDR_LEN)
+        memcpy(ip.dst, <const char*>dst, IPV4_ADDR_LEN)
     elif isinstance(h, IPv6Header):
         ip.version = 6
         src = _packed6(h.src)
@@ -84,8 +85,8 @@ cdef int _ip_from_py(object h, ip_repr* ip) except -1:
         ip.ttl = <uint8_t>field_value(h.hop_limit, 0xff, "hop_limit")
         ip.tos = <uint8_t>field_value(h.traffic_class, 0xff, "traffic_class")
         ip.flow_label = field_value(h.flow_label, 0xfffff, "flow_label")
-        memcpy(ip.src, <const char*>src, 16)
-        memcpy(ip.dst, <const char*>dst, 16)
+        memcpy(ip.src, <const char*>src, IPV6_ADDR_LEN)
+        memcpy(ip.dst, <const char*>dst, IPV6_ADDR_LEN)
     else:
         raise TypeError(f"ip must be an IPv4Header or IPv6Header, not {type(h).__name__}")
     return 0
@@ -139,8 +140,8 @@ cdef int _tcp_from_py(object h, tcp_repr* t) except -1:
     # reports the most recent data). A caller of the Python API asked for every block, so it is
     # told rather than given a different header.
     if tcp_sack_blocks_that_fit(t, tcp_options_fixed_len(t)) != t.sack_count:
-        raise ValueError(f"{t.sack_count} SACK blocks do not fit in the 40 option bytes "
-                         "beside the other options")
+        raise ValueError(f"{t.sack_count} SACK blocks do not fit in the {TCP_MAX_OPTIONS_LEN} "
+                         "option bytes beside the other options")
     return 0
 
 

@@ -21,7 +21,7 @@ SHIPPED = sorted(".".join(("tcpfast",) + p.relative_to(_ROOT).with_suffix("").pa
                  for pkg in (_ROOT, _ROOT / "testing") for p in pkg.glob("*.pyx"))
 CORE = [f"tcpfast.{name}" for name in ("_checksum", "_seq", "_wire", "_wire_convert", "_wire_views",
                                        "_ring", "_isn", "_ranges", "_rtx", "_cc", "_tcb")] + \
-    ["tcpfast.testing._simlink"]
+    ["tcpfast.testing._simlink", "tcpfast.testing._scoreboard"]
 COMPILED = sorted(set(SHIPPED) | set(CORE))
 
 
