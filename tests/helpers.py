@@ -212,9 +212,9 @@ class Impairer:
             netns.run(self.ns, "tc", "qdisc", "add", "dev", self.dev, "ingress")
             self._undo.append(lambda: netns.run(self.ns, "tc", "qdisc", "del", "dev", self.dev,
                                                 "ingress", check=False))
-            netns.run(self.ns, "tc", "filter", "add", "dev", self.dev, "parent", "ffff:", "protocol",
-                      "ip", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
-                      "dev", self.relay_dev)
+            netns.run(self.ns, "tc", "filter", "add", "dev", self.dev, "parent", "ffff:",
+                      "protocol", "ip", "u32", "match", "u32", "0", "0", "action", "mirred",
+                      "egress", "redirect", "dev", self.relay_dev)
             self.out = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._undo.append(self.out.close)
         except BaseException:

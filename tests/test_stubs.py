@@ -221,7 +221,8 @@ def _top_module_allowed(top: str, distributions: Set[str],
     dists = {d.lower() for d in import_to_dist.get(top, [])}
     if dists & distributions:
         return None
-    return f"{top} is neither the standard library nor a declared dependency ({sorted(distributions)})"
+    return (f"{top} is neither the standard library nor a declared dependency "
+            f"({sorted(distributions)})")
 
 
 def test_stubs_import_only_dependencies():
