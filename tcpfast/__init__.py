@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 try:
     from tcpfast import (_cc, _checksum, _engine, _isn, _ranges, _ring, _rtx,  # noqa: F401
-                         _seq, _simlink, _tcb, _wire)
+                         _seq, _tcb, _wire, _wire_convert, _wire_views)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     import os as _os
 

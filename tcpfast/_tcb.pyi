@@ -1,11 +1,12 @@
 """Stubs for the compiled connection state machine (Python-level test/tool interface)."""
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
-from typing_extensions import Buffer  # type: ignore[attr-defined]
+from _typeshed import ReadableBuffer as Buffer
 
 from tcpfast._ring import MemPool
 
 STATE_NAMES: Tuple[str, ...]
+OPTION_NAMES: Tuple[str, ...]
 
 class Tcb:
     state: int

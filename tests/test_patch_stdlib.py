@@ -31,7 +31,8 @@ import xmlrpc.server
 
 import pytest
 
-import netns
+import helpers
+from tcpfast import netns
 from conftest import KERNEL_IP, KERNEL_IP6, STACK_IP, STACK_IP6
 
 import tcpfast
@@ -90,13 +91,13 @@ def on(tcpfast_side, stack):
 @contextlib.contextmanager
 def serving(server):
     """Run a socketserver's serve_forever in a thread; shut it down and close it, bounded."""
-    thread = netns.start(server.serve_forever, 0.05, name="serve_forever")
+    thread = helpers.start(server.serve_forever, 0.05, name="serve_forever")
     try:
         yield server
     finally:
-        netns.start(server.shutdown, name="shutdown").result(IO_TIMEOUT)
+        helpers.start(server.shutdown, name="shutdown").result(IO_TIMEOUT)
         thread.result(IO_TIMEOUT)
-        netns.start(server.server_close, name="server_close").result(IO_TIMEOUT)
+        helpers.start(server.server_close, name="server_close").result(IO_TIMEOUT)
 
 
 def assert_server_socket(sock, server_tcpfast):
@@ -434,7 +435,7 @@ def test_socketserver_threading_tcp_server(stack, direction):
             for i in range(6):              # at the same time: each is served by its thread
                 lines = [f"client {i} line {j} ".encode() + b"x" * (j * 97 % 3000) + b"\n"
                          for j in range(200)]
-                clients.append((lines, netns.start(line_client, server.server_address, lines)))
+                clients.append((lines, helpers.start(line_client, server.server_address, lines)))
             for lines, worker in clients:
                 kind, got = worker.result(IO_TIMEOUT * 2)
                 assert kind is (TcpfastSocket if client_tcpfast else KERNEL["socket"])

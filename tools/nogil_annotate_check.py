@@ -1,9 +1,9 @@
 """nogil_annotate_check.py [HTML_DIR] -- no Python C-API call in the compiled core's nogil functions.
 
 Reads the annotated HTML that ``TCPFAST_ANNOTATE=1 python setup.py build_ext --inplace --force``
-writes beside each ``tcpfast/*.pyx`` (so with the build's own directives), finds every function
-declared ``nogil`` (the per-packet path: segment in, segment out, timers, rings, ranges, RACK,
-congestion control, the engine's loop) and reports the highest annotation score of its lines.
+writes beside each ``.pyx`` under ``tcpfast/`` (so with the build's own directives), finds every
+function declared ``nogil`` (the per-packet path: segment in, segment out, timers, rings, ranges,
+RACK, congestion control, the engine's loop) and reports the highest annotation score of its lines.
 Cython scores a line by the Python C-API calls its C makes; 0 means none. Exits 1 if any nogil
 function has a line that calls into the C-API, 2 if there is no annotation to read.
 """
@@ -40,7 +40,7 @@ def nogil_functions(source: list):
 
 def main(argv: list) -> int:
     root = pathlib.Path(argv[0] if argv else pathlib.Path(__file__).resolve().parents[1] / "tcpfast")
-    pages = sorted(root.glob("*.html"))
+    pages = sorted(root.rglob("*.html"))
     if not pages:
         print(f"no annotated HTML in {root}: build with TCPFAST_ANNOTATE=1 first", file=sys.stderr)
         return 2
@@ -54,7 +54,7 @@ def main(argv: list) -> int:
             checked += 1
             lines = [n for n in range(first, last + 1) if scores.get(n, 0) > 0]
             if lines:
-                bad.append(f"{pyx.name}:{name} lines {lines}")
+                bad.append(f"{pyx.relative_to(root)}:{name} lines {lines}")
     print(f"{checked} nogil functions in {len(pages)} modules; calling the Python C-API: {len(bad)}")
     for b in bad:
         print("  " + b)

@@ -42,7 +42,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from tcpfast.bench import loss, netns, report, runner, workloads
+from tcpfast import netns
+from tcpfast.bench import loss, report, runner, workloads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
