@@ -124,10 +124,10 @@ def test_patch_replaces_and_unpatch_restores(stack):
     try:
         assert socket.socket is not KERNEL["socket"]
         assert isinstance(socket.socket, type)
-        for name in ("create_connection", "create_server", "has_dualstack_ipv6"):
-            assert getattr(socket, name) is not KERNEL[name], name
-        # Resolution, socketpair, fromfd and SocketType are the kernel's.
-        for name in ("getaddrinfo", "socketpair", "fromfd", "SocketType"):
+        # Only the class is rebound: create_connection and friends stay the standard library's
+        # (they build through socket.socket), as do resolution, socketpair, fromfd, SocketType.
+        for name in ("create_connection", "create_server", "has_dualstack_ipv6",
+                     "getaddrinfo", "socketpair", "fromfd", "SocketType"):
             assert getattr(socket, name) is KERNEL[name], name
         # Both kinds of socket pass isinstance checks against socket.socket.
         with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
@@ -169,6 +169,28 @@ def test_patch_nests_and_double_patch_is_safe(stack):
     patch()                                          # the default stack: this one
     unpatch()
     assert socket.socket is KERNEL["socket"] and not is_patched()
+
+
+def test_create_connection_uses_a_replaced_socket_class_while_patched(stack):
+    """Code that replaces socket.socket (a test's mock) sees its replacement used by the
+    standard library's create_connection, under patch() as without it."""
+    made = []
+
+    def recording(*args, **kwargs):        # a mock around the patched class
+        made.append(args)
+        return patched(*args, **kwargs)
+
+    with KERNEL["create_server"]((KERNEL_IP, 0)) as lst, patch(stack):   # a kernel listener
+        patched = socket.socket
+        socket.socket = recording
+        try:
+            c = socket.create_connection(lst.getsockname(), timeout=IO_TIMEOUT)
+        finally:
+            socket.socket = patched
+        with c:
+            assert made and type(c) is TcpfastSocket
+            k, _ = lst.accept()
+            k.close()
 
 
 def test_names_kept_from_before_or_during_a_patch_follow_it(stack):
