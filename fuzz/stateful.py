@@ -110,11 +110,17 @@ def with_atheris(args, rest) -> int:
         last["c"] = c
         bucket(hash((h.info["state"], moved, h.trace[-1][0])) & 1023)
 
+    t0 = time.monotonic()
+    shown = {"t": t0}
+
     def one(data: bytes) -> None:
         last["c"] = None
         fz.run_bytes(data, stats, on_step)
+        now = time.monotonic()
+        if now - shown["t"] >= args.progress:
+            shown["t"] = now
+            _progress(t0)(stats)
 
-    t0 = time.monotonic()
     try:
         atheris.Setup([sys.argv[0]] + rest, one)
         atheris.Fuzz()

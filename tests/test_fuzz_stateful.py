@@ -260,3 +260,28 @@ def test_newreno_retransmission_stays_within_what_was_sent():
         ("seg", ACK, 1894681583, 3409680791, 1, 0, ()),
         ("seg", ACK, 1894681583, 3409680791, 1, 0, ()),
     ])
+
+
+@pytest.mark.xfail(strict=True, reason="bug: in FIN-WAIT-2 after a zero window, the persist timer "
+                   "fires and _emit_probe sends a byte after our FIN ('unsent' wraps below zero); "
+                   "fix in _tcb _emit_probe (issue 14)")
+def test_no_window_probe_after_our_fin_is_acknowledged():
+    """KNOWN_BUGS['probe_after_fin'], found by the fuzzer (seed 11, episode 10663 of the long run).
+
+    One byte and our FIN are in flight when the peer closes its window (ACK of nothing, window
+    0). The RTO rewinds SND.NXT; with the window closed nothing goes, and the persist timer is
+    armed (§3.8.6.1). The peer then acknowledges the byte and the FIN, still with window 0:
+    FIN-WAIT-2, nothing left to send. The persist timer is not disarmed; when it fires,
+    _emit_probe computes unsent = (BUF.SEQ + queued) - SND.NXT = 1002 - 1003, which wraps to
+    2**32 - 1, and sends one octet at SND.NXT = 1003, after our FIN, read from beyond the send
+    ring's data. RFC 9293 §3.10.4/§3.10.7.4: nothing follows the FIN; FIN-WAIT-2 sends no data."""
+    cfg = Config(iss=1000, irs=5000, start="ESTABLISHED",
+                 options=(("sack", False), ("timestamps", False), ("window_scaling", False)))
+    replay(cfg, fz.setup_actions(cfg) + [
+        ("send", 1),
+        ("shutdown",),                                       # FIN at 1002
+        ("seg", ACK, 5001, 1001, 0, 0, ()),                  # the window closes
+        ("clock", 1_100_000),                                # RTO: SND.NXT back to SND.UNA
+        ("seg", ACK, 5001, 1003, 0, 0, ()),                  # byte and FIN acked: FIN-WAIT-2
+        ("clock", 5_000_000),                                # the persist timer fires
+    ])

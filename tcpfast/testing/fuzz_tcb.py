@@ -167,6 +167,12 @@ KNOWN_BUGS: Dict[str, Tuple[frozenset, str]] = {
         frozenset({"window_shrank"}),
         "SYN-RECEIVED: a retransmitted SYN,ACK (window unscaled, at most 65535) sets RCV.ADV "
         "below a larger right edge that an ACK sent before had offered (poll_transmit)"),
+    "probe_after_fin": (
+        frozenset({"emit_data", "emit_state"}),
+        "FIN-WAIT-2 after a zero window: the persist timer is still armed when the ACK of our FIN "
+        "(window 0) arrives; it fires and _emit_probe, whose 'unsent' wraps to 2**32-1 when "
+        "SND.NXT is past the data (our FIN), sends one byte after the FIN, read from past the "
+        "send ring's data"),
     "newreno_rexmit_past_snd_max": (
         frozenset({"emit_window"}),
         "without SACK, the NewReno retransmission of the first unacknowledged segment "
@@ -710,9 +716,14 @@ class Harness:
     def _peer_sent(self, flags, seq, ack, window, n, opts, before) -> None:
         """Record what the peer has now put on the wire (the checks' ground truth)."""
         st = before["state"]
-        od = {o[0]: o for o in opts}
-        if "ts" in od:
-            self.peer_tsvals.add(od["ts"][1])
+        od: Dict[str, tuple] = {}
+        for o in opts:
+            # As a receiver reads them: up to an EOL; of repeated kinds, any may count.
+            if o[0] == "eol":
+                break
+            od.setdefault(o[0], o)
+            if o[0] == "ts":
+                self.peer_tsvals.add(o[1])
         self.peer_windows.add(window)
         if flags & SYN and not flags & RST and st in (LISTEN, SYN_SENT):
             # A SYN that may set the IRS: keep what it offered for the negotiation checks.
@@ -864,6 +875,8 @@ class Harness:
     def _check_emitted(self, o: Out, mid: dict, after: dict, action: tuple) -> None:
         cfg = self.cfg
         st = mid["state"]
+        if o.payload and st in (FIN_WAIT_2, TIME_WAIT):
+            self.triggers.add("probe_after_fin")
         if o.flags & URG or o.urgent:
             _fail("emit_state", f"URG/urgent pointer in {o}")
         if o.flags & (ECE | CWR):
@@ -1243,6 +1256,12 @@ class Generator:
                 return ("seg", SYN | ACK, cfg.irs, s32(h.iss + 1), cfg.peer_win, 0,
                         peer_syn_options(cfg, s32(7_000_000 + h.now_us // 1000)))
             return ("seg", SYN, cfg.irs, 0, cfg.peer_win, 0, peer_syn_options(cfg, 0))
+        if st == SYN_RECEIVED and rng.random() < 0.25:
+            # The peer did not see our SYN,ACK: its SYN again (or, in a simultaneous open, its
+            # SYN,ACK, which acknowledges ours).
+            fl = SYN | ACK if rng.random() < 0.5 else SYN
+            return ("seg", fl, info["irs"], s32(h.iss + 1) if fl & ACK else 0, cfg.peer_win, 0,
+                    peer_syn_options(cfg, s32(7_000_000 + h.now_us // 1000)))
         irs = info["irs"]
         if h.p_nxt is None:
             h.p_nxt = s32(irs + 1)
