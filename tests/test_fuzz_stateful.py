@@ -285,3 +285,22 @@ def test_no_window_probe_after_our_fin_is_acknowledged():
         ("seg", ACK, 5001, 1003, 0, 0, ()),                  # byte and FIN acked: FIN-WAIT-2
         ("clock", 5_000_000),                                # the persist timer fires
     ])
+
+
+@pytest.mark.xfail(strict=True, reason="bug: in SYN-RECEIVED a SYN,RST,ACK at the IRS establishes "
+                   "the connection (the retransmitted-SYN / simultaneous-open path ignores RST); fix "
+                   "in _tcb _sync_input (issue 14)")
+def test_syn_rst_ack_in_syn_received_is_dropped():
+    """KNOWN_BUGS['syn_rst_in_syn_received'], found by the fuzzer (seed 12, the 10-million-step
+    run: 20 times, in passive and active opens, IPv4 and IPv6).
+
+    SYN-RECEIVED after LISTEN and the peer's SYN at IRS. A segment <SEQ=IRS><ACK=ISS+1>
+    <CTL=SYN,RST,ACK> arrives. It is not acceptable (SEG.SEQ < RCV.NXT); RFC 9293 §3.10.7.4 first
+    step: "If an incoming segment is not acceptable, an acknowledgment should be sent in reply
+    (unless the RST bit is set, if so drop the segment and return)". _sync_input instead takes
+    it, before looking at RST, for a simultaneous open's SYN,ACK and enters ESTABLISHED (with a
+    queued CLOSE, FIN-WAIT-1). A reset must never synchronize a connection."""
+    cfg = Config(iss=1000, irs=5000, start="SYN-RECEIVED",
+                 options=(("sack", False), ("timestamps", False), ("window_scaling", False)))
+    h = replay(cfg, fz.setup_actions(cfg) + [("seg", SYN | fz.RST | ACK, 5000, 1001, 60000, 0, ())])
+    assert h.state == "SYN-RECEIVED"

@@ -173,6 +173,11 @@ KNOWN_BUGS: Dict[str, Tuple[frozenset, str]] = {
         "(window 0) arrives; it fires and _emit_probe, whose 'unsent' wraps to 2**32-1 when "
         "SND.NXT is past the data (our FIN), sends one byte after the FIN, read from past the "
         "send ring's data"),
+    "syn_rst_in_syn_received": (
+        frozenset({"rst_5961"}),
+        "SYN-RECEIVED: an unacceptable segment with SYN at the IRS is taken for the peer's SYN "
+        "again (or, with an ACK, for a simultaneous open's SYN,ACK) even when RST is set: a "
+        "SYN,RST,ACK establishes the connection (_sync_input, 'if not acceptable')"),
     "newreno_rexmit_past_snd_max": (
         frozenset({"emit_window"}),
         "without SACK, the NewReno retransmission of the first unacknowledged segment "
@@ -703,6 +708,9 @@ class Harness:
         _, flags, seq, ack, window, n, opts = action
         payload = seq_bytes(PEER_SEED, seq + (1 if flags & SYN else 0), n)
         raw = build_segment(self.cfg, flags, seq, ack, window, payload, opts)
+        if before["state"] == SYN_RECEIVED and flags & (SYN | RST) == SYN | RST and \
+                s32(seq) == before["irs"]:
+            self.triggers.add("syn_rst_in_syn_received")
         if before["state"] == SYN_SENT and flags & (SYN | ACK | RST) == SYN | ACK and \
                 n > min(before["rcv_wnd"], before["rcvbuf_cap"] - before["recv_queue"]):
             self.triggers.add("synack_data_beyond_window")
