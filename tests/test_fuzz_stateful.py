@@ -304,3 +304,37 @@ def test_syn_rst_ack_in_syn_received_is_dropped():
                  options=(("sack", False), ("timestamps", False), ("window_scaling", False)))
     h = replay(cfg, fz.setup_actions(cfg) + [("seg", SYN | fz.RST | ACK, 5000, 1001, 60000, 0, ())])
     assert h.state == "SYN-RECEIVED"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: an abort during NewReno fast recovery leaves "
+                   "rexmit_head set in CLOSED and poll_at() asks for a call at once forever; fix in "
+                   "_tcb _enter_closed (issue 14)")
+def test_closed_connection_asks_for_no_more_calls():
+    """KNOWN_BUGS['closed_with_rexmit_pending'], found by the fuzzer (seed 13, episode 125374 of
+    the 10-million-step run).
+
+    Without SACK, three duplicate ACKs start NewReno fast retransmit (rexmit_head = 1); the
+    application closes (FIN-WAIT-1, orphan) and data arrives: "data after close" aborts, RST,
+    CLOSED. _enter_closed clears syn_pending, probe_pending, keepalive_pending, tlp_pending and
+    ack_now but not rexmit_head, so poll_at() returns 1 ("call poll_transmit now") for ever
+    while poll_transmit has nothing to send in CLOSED. The engine unlinks CLOSED connections, so
+    today it does not spin on it; poll_at's contract ("never asks for a call that would send
+    nothing") is broken all the same."""
+    cfg = Config(family=4, iss=0, irs=4294967294, start="SYN-SENT", active=True,
+                 options=(("cc", "newreno"), ("mss", 1220), ("rto_initial", 0.2),
+                          ("rto_min", 0.2), ("sack", True), ("sndbuf", 1048576),
+                          ("timestamps", False), ("window_scaling", False)),
+                 peer_mss=65535, peer_wscale=2, peer_ts=True, peer_win=65535)
+    ts = (("ts", 7100000, 0),)
+    replay(cfg, [
+        ("connect",),
+        ("send", 10000),
+        ("send", 10000),
+        ("seg", SYN | ACK, 4294967294, 1, 65535, 0, (("mss", 65535), ("nop",), ("ws", 2)) + ts),
+        ("seg", ACK, 4294967295, 12201, 65535, 0, ts),
+        ("seg", ACK, 4294967295, 12201, 65535, 0, ts),
+        ("close",),
+        ("seg", ACK, 4294967295, 12201, 65535, 0, ts),
+        ("seg", ACK, 4294967295, 12201, 65535, 0, ts),
+        ("seg", ACK | PSH, 4294967295, 13421, 0, 1, ts),
+    ])

@@ -178,6 +178,11 @@ KNOWN_BUGS: Dict[str, Tuple[frozenset, str]] = {
         "SYN-RECEIVED: an unacceptable segment with SYN at the IRS is taken for the peer's SYN "
         "again (or, with an ACK, for a simultaneous open's SYN,ACK) even when RST is set: a "
         "SYN,RST,ACK establishes the connection (_sync_input, 'if not acceptable')"),
+    "closed_with_rexmit_pending": (
+        frozenset({"busy_poll"}),
+        "CLOSED (an abort) during NewReno fast recovery: _enter_closed clears the pending-output "
+        "flags but not rexmit_head, so poll_at() keeps answering 'now' for a connection that "
+        "will never send again"),
     "newreno_rexmit_past_snd_max": (
         frozenset({"emit_window"}),
         "without SACK, the NewReno retransmission of the first unacknowledged segment "
@@ -617,6 +622,7 @@ class Harness:
         self.trace: List[tuple] = []
         self.last_out: List[Out] = []
         self.triggers: set = set()                 # conditions of KNOWN_BUGS met so far
+        self.saw_recovery = False                  # fast recovery was entered once
         self.opened = False                        # left CLOSED once (never reopened after)
         self.passive = False                       # opened by listen()
         self.accepted = False                      # a passive one that an accept() could return
@@ -683,8 +689,12 @@ class Harness:
         for o in outs:
             self._peer_receives(o)
         self._check_after(after, before)
+        if after["in_recovery"]:
+            self.saw_recovery = True
         nxt = self.tcb.next_event()
         if nxt is not None and nxt * 1e6 <= self.now_us + 0.5:
+            if after["state"] == CLOSED and self.saw_recovery:
+                self.triggers.add("closed_with_rexmit_pending")
             _fail("busy_poll", f"next_event() = {nxt} at now = {self.now} in {after['state']} "
                                f"after transmit: the engine would spin")
         if time.perf_counter() - t0 > self.step_timeout:
