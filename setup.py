@@ -3,7 +3,7 @@
 Environment switches (read at build time):
 
 ``TCPFAST_ANNOTATE=1``
-    Write Cython's annotated HTML (``tcpfast/*.html``) beside each ``.pyx``: yellow lines are
+    Write Cython's annotated HTML (``.html``) beside each ``.pyx``: yellow lines are
     where generated C calls into the Python C-API.
 ``TCPFAST_LINETRACE=1``
     Compile with Cython line tracing (``linetrace=True`` and ``CYTHON_TRACE_NOGIL=1``) so that
@@ -26,9 +26,12 @@ ANNOTATE = _flag("TCPFAST_ANNOTATE")
 LINETRACE = _flag("TCPFAST_LINETRACE")
 DEBUG = _flag("TCPFAST_DEBUG")
 
-# One extension per .pyx (each with a .pxd that declares its C-level API). tests/test_compiled.py
+# One extension per .pyx (each with a .pxd that declares its C-level API), in the runtime package and
+# in tcpfast.testing (the test machinery, which the runtime never imports). tests/test_compiled.py
 # checks that every one of them was built and loads as a compiled module.
-MODULES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join("tcpfast", "*.pyx")))
+PACKAGES = ("tcpfast", "tcpfast/testing")
+MODULES = sorted(p[:-4].replace(os.sep, ".") for pkg in PACKAGES
+                 for p in glob.glob(os.path.join(pkg, "*.pyx")))
 
 directives = {
     "language_level": 3,
@@ -47,8 +50,8 @@ compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 
 extensions = [
     Extension(
-        f"tcpfast.{name}",
-        [f"tcpfast/{name}.pyx"],
+        name,
+        [name.replace(".", "/") + ".pyx"],
         define_macros=macros,
         extra_compile_args=compile_args,
     )

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 try:
     from tcpfast import (_cc, _checksum, _engine, _isn, _ranges, _ring, _rtx,  # noqa: F401
-                         _seq, _simlink, _tcb, _wire)
+                         _seq, _tcb, _wire, _wire_convert, _wire_views)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     import os as _os
 
@@ -24,6 +24,8 @@ from tcpfast.stack import Stack, default_stack  # noqa: E402
 from tcpfast.socket import socket  # noqa: E402  (the class: tcpfast.socket(...) makes one)
 from tcpfast.socket import create_connection, create_server, has_dualstack_ipv6  # noqa: E402
 from tcpfast.patch import is_patched, patch, unpatch  # noqa: E402  (tcpfast.patch: the function)
+# TLS: SSLContext.wrap_socket accepts tcpfast sockets from here on (other sockets: unchanged).
+import tcpfast.ssl  # noqa: E402,F401
 
 # The socket module's constants, so that tcpfast can stand in for it (tcpfast.AF_INET, ...).
 import socket as _stdlib_socket  # noqa: E402

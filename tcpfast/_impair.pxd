@@ -81,7 +81,8 @@ cdef enum:
     MAX_LINK = 16                # longest link-layer header we prepend (Ethernet: 14)
     MAX_IP = 65535               # a super-packet (GSO) is at most one IP datagram
     SLOT = 65600                 # VNET_LEN + MAX_LINK + MAX_IP, rounded up
-    MAX_BATCH = 64
+    MAX_BATCH = 64               # packets received or sent per system call
+    IOV_PER_MSG = 3              # an output message: virtio-net header, link header, IP bytes
 
 
 ctypedef struct vnet_hdr:        # <linux/virtio_net.h>, native byte order on a packet socket
@@ -132,18 +133,18 @@ ctypedef struct direction:
     int fd_out
     uint32_t link_in             # link header length on the input side (stripped)
     uint32_t link_out            # and on the output side (prepended)
-    uint8_t header_out[16]       # the link header prepended on output (Ethernet: dst, src, type)
+    uint8_t header_out[MAX_LINK] # the link header prepended on output (Ethernet: dst, src, type)
     uint64_t rng
     queue_t main                 # delayed packets
     queue_t express              # reordered packets: leave at once, ahead of the delayed ones
     uint8_t* scratch             # MAX_BATCH received packets
-    mmsghdr rmsg[64]
-    iovec riov[64]
-    sockaddr_ll rname[64]
-    mmsghdr smsg[64]
-    iovec siov[192]
-    vnet_hdr shdr[64]
-    uint8_t spick[64]            # which queue each message of a send batch came from
+    mmsghdr rmsg[MAX_BATCH]
+    iovec riov[MAX_BATCH]
+    sockaddr_ll rname[MAX_BATCH]
+    mmsghdr smsg[MAX_BATCH]
+    iovec siov[MAX_BATCH * IOV_PER_MSG]
+    vnet_hdr shdr[MAX_BATCH]
+    uint8_t spick[MAX_BATCH]     # which queue each message of a send batch came from
     uint8_t blocked              # the output socket said EAGAIN: wait for POLLOUT
     dir_counters c
 

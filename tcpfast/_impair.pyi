@@ -1,7 +1,6 @@
 """Stubs for the compiled path impairer (``tcpfast bench``'s WAN path)."""
 from typing import Dict, Optional, Tuple
 
-COUNTER_NAMES: Tuple[str, ...]
 STOP_REASONS: Tuple[str, ...]
 
 class Impairer:

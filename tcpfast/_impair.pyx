@@ -48,11 +48,12 @@ cdef enum:
     PICK_EXPRESS = 1
     EXPRESS_LIMIT = 256
     EXPRESS_BYTES = 4 << 20
+    # What _loop returns: an index into STOP_REASONS.
+    STOP_STOPPED = 0
+    STOP_MAX_SECONDS = 1
+    STOP_ERROR = 2
 
 STOP_REASONS = ("stopped", "max_seconds", "error")
-
-COUNTER_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "lost", "duplicated",
-                 "reordered", "queue_drops", "tx_errors", "ignored", "max_queued")
 
 
 cdef inline uint64_t now_ns() noexcept nogil:
@@ -167,8 +168,8 @@ cdef direction* direction_new(int fd_in, int fd_out, bytes link_in, bytes link_o
         d.rmsg[i].msg_hdr.msg_iov = &d.riov[i]
         d.rmsg[i].msg_hdr.msg_iovlen = 1
         d.rmsg[i].msg_hdr.msg_name = &d.rname[i]
-        d.smsg[i].msg_hdr.msg_iov = &d.siov[3 * i]
-        d.smsg[i].msg_hdr.msg_iovlen = 3
+        d.smsg[i].msg_hdr.msg_iov = &d.siov[IOV_PER_MSG * i]
+        d.smsg[i].msg_hdr.msg_iovlen = IOV_PER_MSG
     return d
 
 
@@ -308,12 +309,12 @@ cdef int release(direction* d, uint32_t batch, uint64_t now) noexcept nogil:
                 h.csum_start = <uint16_t>(h.csum_start + d.link_out)
             if h.hdr_len:
                 h.hdr_len = <uint16_t>(h.hdr_len + d.link_out)
-            d.siov[3 * n].iov_base = h
-            d.siov[3 * n].iov_len = VNET_LEN
-            d.siov[3 * n + 1].iov_base = d.header_out
-            d.siov[3 * n + 1].iov_len = d.link_out
-            d.siov[3 * n + 2].iov_base = q.bytes + p.off
-            d.siov[3 * n + 2].iov_len = p.length
+            d.siov[IOV_PER_MSG * n].iov_base = h
+            d.siov[IOV_PER_MSG * n].iov_len = VNET_LEN
+            d.siov[IOV_PER_MSG * n + 1].iov_base = d.header_out
+            d.siov[IOV_PER_MSG * n + 1].iov_len = d.link_out
+            d.siov[IOV_PER_MSG * n + 2].iov_base = q.bytes + p.off
+            d.siov[IOV_PER_MSG * n + 2].iov_len = p.length
             n += 1
         if n == 0:
             return 0
@@ -380,7 +381,7 @@ cdef class Impairer:
     def __init__(self, int fd_a, int fd_b, *, bytes link_a=b"", bytes link_b=b"",
                  double delay=0.0, double loss=0.0, double duplicate=0.0, double reorder=0.0,
                  uint64_t seed=1, uint32_t limit=10000, uint32_t limit_bytes=32 << 20,
-                 uint32_t batch=64, double max_seconds=3600.0):
+                 uint32_t batch=MAX_BATCH, double max_seconds=3600.0):
         cdef uint64_t s
         if len(link_a) > MAX_LINK or len(link_b) > MAX_LINK:
             raise ValueError(f"a link header is at most {MAX_LINK} bytes")
@@ -469,7 +470,7 @@ cdef class Impairer:
         while True:
             now = now_ns()
             if now >= deadline:
-                return 1
+                return STOP_MAX_SECONDS
             # Read what is waiting on both sides (a bounded number of batches, so one busy
             # side cannot starve the other or the departures).
             for i in range(2):
@@ -478,7 +479,7 @@ cdef class Impairer:
                     got = receive(d, self.batch, self.delay_ns, self.loss_t, self.dup_t,
                                   self.reorder_t)
                     if got < 0:
-                        return 2
+                        return STOP_ERROR
                     if <uint32_t>got < self.batch:
                         break
             now = now_ns()
@@ -486,7 +487,7 @@ cdef class Impairer:
             for i in range(2):
                 d = self.d[i]
                 if release(d, self.batch, now) < 0:
-                    return 2
+                    return STOP_ERROR
                 t = next_departure(d)
                 if t and not d.blocked and (due == 0 or t < due):
                     due = t
@@ -501,10 +502,10 @@ cdef class Impairer:
             ts.tv_sec = <long>(t // 1000000000ULL)
             ts.tv_nsec = <long>(t % 1000000000ULL)
             if ppoll(pf, 3, &ts, NULL) < 0 and errno != EINTR:
-                return 2
+                return STOP_ERROR
             if pf[2].revents:
                 read(self.wake_fd, &value, 8)
-                return 0
+                return STOP_STOPPED
 
     def stop(self):
         """stop() -> None
@@ -554,10 +555,10 @@ def blast(int fd, bytes frame, uint64_t count, double seconds):
     """blast(fd, frame, count, seconds) -> (sent, refused, elapsed)
 
     Send ``frame`` (a whole link-layer frame, on a ``SOCK_RAW`` packet socket without virtio-net
-    header) ``count`` times or for ``seconds``, whichever ends first, in batches of 64 with
-    ``sendmmsg``, the GIL released: the load generator of the impairer's calibration. Refused
-    sends (ENOBUFS: the device's queue was full) are counted, not retried."""
-    cdef mmsghdr msgs[64]
+    header) ``count`` times or for ``seconds``, whichever ends first, in batches of ``MAX_BATCH``
+    (64) with ``sendmmsg``, the GIL released: the load generator of the impairer's calibration.
+    Refused sends (ENOBUFS: the device's queue was full) are counted, not retried."""
+    cdef mmsghdr msgs[MAX_BATCH]
     cdef iovec iov
     cdef const char* data = frame
     cdef uint64_t sent = 0, refused = 0, t0, deadline, n
@@ -567,7 +568,7 @@ def blast(int fd, bytes frame, uint64_t count, double seconds):
     memset(msgs, 0, sizeof(msgs))
     iov.iov_base = <void*>data
     iov.iov_len = len(frame)
-    for i in range(64):
+    for i in range(MAX_BATCH):
         msgs[i].msg_hdr.msg_iov = &iov
         msgs[i].msg_hdr.msg_iovlen = 1
     with nogil:
@@ -575,8 +576,8 @@ def blast(int fd, bytes frame, uint64_t count, double seconds):
         deadline = t0 + <uint64_t>(seconds * 1e9)
         while sent + refused < count:
             n = count - sent - refused
-            if n > 64:
-                n = 64
+            if n > MAX_BATCH:
+                n = MAX_BATCH
             r = sendmmsg(fd, msgs, <unsigned int>n, 0)
             if r < 0:
                 if errno == EINTR:

@@ -1,7 +1,7 @@
 """Stubs for the compiled connection state machine (Python-level test/tool interface)."""
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
-from typing_extensions import Buffer  # type: ignore[attr-defined]
+from _typeshed import ReadableBuffer as Buffer
 
 from tcpfast._ring import MemPool
 

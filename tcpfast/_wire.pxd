@@ -8,15 +8,15 @@ or holds the GIL: every function is ``noexcept nogil`` and reports malformed inp
 ``wire_reason`` code, so the engine can drop and count a bad packet without a Python object.
 
 Offsets in the reprs are from the start of the buffer that was parsed. C-level names are
-noun_verb (``tcp_parse``, ``tcp_packet_emit``); the Python-level wrappers in ``_wire.pyx`` are
-verb_noun (``parse_tcp``, ``emit_packet``).
+noun_verb (``tcp_parse``, ``tcp_packet_emit``); the Python-level wrappers in ``_wire_convert.pyx``
+are verb_noun (``parse_tcp``, ``emit_packet``).
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 
 # Why a packet was rejected. The engine counts each one separately (``stack.stats()``); the Python
-# layer raises ``WireError`` with the matching ``Reason``. Keep ``_REASON_NAMES`` in ``_wire.pyx``
+# layer raises ``WireError`` with the matching ``Reason``. Keep ``_REASON_TEXT`` in ``_wire.pyx``
 # in the same order.
 ctypedef enum wire_reason:
     WIRE_OK = 0
@@ -74,9 +74,12 @@ cdef enum:
     TCP_MAX_SACK_BLOCKS = 4
     TCP_HEADER_LEN = 20
     TCP_MAX_HEADER_LEN = 60
+    TCP_MAX_OPTIONS_LEN = 40            # TCP_MAX_HEADER_LEN - TCP_HEADER_LEN
     IPV4_HEADER_LEN = 20
     IPV6_HEADER_LEN = 40
     ICMP_HEADER_LEN = 8
+    IPV4_ADDR_LEN = 4
+    IPV6_ADDR_LEN = 16
 
 
 # parse_packet flags
@@ -98,8 +101,8 @@ ctypedef struct ip_repr:
     uint16_t header_len         # IPv4 IHL*4; IPv6 40 + extension headers
     uint32_t payload_len        # upper-layer length
     uint32_t flow_label         # IPv6
-    uint8_t src[16]             # IPv4 uses the first 4 bytes
-    uint8_t dst[16]
+    uint8_t src[IPV6_ADDR_LEN]  # IPv4 uses the first IPV4_ADDR_LEN bytes
+    uint8_t dst[IPV6_ADDR_LEN]
 
 
 ctypedef struct tcp_repr:
@@ -121,8 +124,8 @@ ctypedef struct tcp_repr:
     uint32_t tsval
     uint32_t tsecr
     uint8_t sack_count
-    uint32_t sack_left[4]
-    uint32_t sack_right[4]
+    uint32_t sack_left[TCP_MAX_SACK_BLOCKS]
+    uint32_t sack_right[TCP_MAX_SACK_BLOCKS]
 
 
 ctypedef struct icmp_repr:
@@ -169,6 +172,55 @@ cdef inline void store32(uint8_t* p, uint32_t v) noexcept nogil:
     p[1] = <uint8_t>(v >> 16)
     p[2] = <uint8_t>(v >> 8)
     p[3] = <uint8_t>v
+
+
+# --- small checks shared by the parser, the emitter, the conversion and the views --------------
+cdef inline wire_reason tcp_check_lengths(const uint8_t* b, size_t n) noexcept nogil:
+    # The fixed header and the data offset against the segment (options are not looked at).
+    cdef size_t doff
+    if n < TCP_HEADER_LEN:
+        return WIRE_TRUNCATED
+    doff = <size_t>(b[12] >> 4) * 4
+    if doff < TCP_HEADER_LEN:
+        return WIRE_BAD_DATA_OFFSET
+    if doff > n:
+        return WIRE_OPTIONS_OVERRUN
+    return WIRE_OK
+
+cdef inline bint icmp_is_echo(uint8_t version, uint8_t type) noexcept nogil:
+    if version == 4:
+        return type == 0 or type == 8          # RFC 792 echo reply / request
+    return type == 128 or type == 129          # RFC 4443 §4.1-4.2
+
+cdef inline bint icmp_has_mtu(uint8_t version, uint8_t type, uint8_t code) noexcept nogil:
+    if version == 4:
+        return type == 3 and code == 4         # RFC 1191 §4 fragmentation needed and DF set
+    return type == 2                           # RFC 4443 §3.2 packet too big
+
+cdef inline size_t tcp_options_fixed_len(const tcp_repr* t) noexcept nogil:
+    # The option bytes of everything but the SACK blocks, each option padded to 4 bytes.
+    cdef size_t n = 0
+    if t.has_mss:
+        n += 4
+    if t.has_timestamps:
+        n += 12                         # SACK-permitted + TS, or NOP NOP TS
+    elif t.sack_permitted:
+        n += 4                          # NOP NOP SACK-permitted
+    if t.has_wscale:
+        n += 4                          # NOP WS
+    return n
+
+cdef inline size_t tcp_sack_blocks_that_fit(const tcp_repr* t, size_t used) noexcept nogil:
+    # How many SACK blocks fit in the option bytes left after ``used`` (RFC 2018 §3): NOP NOP,
+    # kind and length (4 bytes), then 8 bytes a block.
+    cdef size_t k = t.sack_count
+    if k > TCP_MAX_SACK_BLOCKS:
+        k = TCP_MAX_SACK_BLOCKS
+    if used + 4 + 8 > TCP_MAX_OPTIONS_LEN:
+        return 0
+    if k > (TCP_MAX_OPTIONS_LEN - used - 4) // 8:
+        k = (TCP_MAX_OPTIONS_LEN - used - 4) // 8
+    return k
 
 
 # --- parsing ---------------------------------------------------------------------------------

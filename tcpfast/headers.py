@@ -6,13 +6,18 @@ emitter derives (lengths, checksums) are filled in by parsing and ignored by emi
 
 The per-packet path of the stack never builds these objects: it works on the C structs declared in
 ``_wire.pxd``. These are for users, tests and tools.
+
+This module imports nothing of tcpfast. The codec between these values and bytes is the compiled
+``tcpfast._wire_convert``, which imports this module for the classes it builds; it puts itself in
+``_codec`` below as it loads (which ``import tcpfast`` always does), and :class:`Packet`'s
+``parse``/``emit`` methods call it there.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 __all__ = [
     "TCPFlags", "IPv4Header", "IPv6Header", "TCPHeader", "ICMPMessage", "QuotedPacket", "Packet",
@@ -22,6 +27,9 @@ __all__ = [
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_ICMPV6 = 58
+
+# The module tcpfast._wire_convert, once it has loaded (see the module's docstring).
+_codec: Any = None
 
 
 class TCPFlags(enum.IntFlag):
@@ -170,20 +178,16 @@ class Packet:
     @classmethod
     def parse(cls, buf, *, verify_checksums: bool = True) -> "Packet":
         """Parse an IP packet; raises :class:`tcpfast.WireError` with the reason it is malformed."""
-        from tcpfast import _wire
-        return _wire.parse_packet(buf, verify_checksums=verify_checksums)
+        return _codec.parse_packet(buf, verify_checksums=verify_checksums)
 
     def buffer_len(self) -> int:
         """The number of bytes :meth:`emit` writes."""
-        from tcpfast import _wire
-        return _wire.packet_len(self)
+        return _codec.packet_len(self)
 
     def emit(self, buf, offset: int = 0) -> int:
         """Write the packet into ``buf`` at ``offset`` with all checksums filled; returns its length."""
-        from tcpfast import _wire
-        return _wire.emit_packet(self, buf, offset)
+        return _codec.emit_packet(self, buf, offset)
 
     def to_bytes(self) -> bytes:
         """The packet as a new ``bytes`` object."""
-        from tcpfast import _wire
-        return _wire.build_packet(self)
+        return _codec.build_packet(self)

@@ -1,6 +1,6 @@
 """``tcpfast.patch()``: run unmodified programs on a tcpfast stack.
 
-``patch(stack=None)`` rebinds a few names in the standard library's :mod:`socket` module so that
+``patch(stack=None)`` rebinds one name in the standard library's :mod:`socket` module so that
 every TCP socket the program makes from then on (``AF_INET`` or ``AF_INET6``, ``SOCK_STREAM``,
 protocol 0 or ``IPPROTO_TCP``) is a :class:`tcpfast.socket` on ``stack``; everything else stays
 with the kernel::
@@ -26,10 +26,11 @@ What is rebound, and why (checked against what the standard library calls):
     so), and a class derived from it while patched (``class S(socket.socket)``) makes kernel
     sockets of that class, as before.
 ``socket.create_connection``, ``socket.create_server``, ``socket.has_dualstack_ipv6``
-    tcpfast's own (``http.client``, ``smtplib``, ``ftplib``, ``xmlrpc.client``,
-    ``urllib.request`` connect through ``socket.create_connection``). The standard library's
-    versions, held by code that imported them before (``from socket import create_connection``),
-    look ``socket`` up in the socket module when called and so build tcpfast sockets too.
+    Not rebound: the standard library's own functions (``http.client``, ``smtplib``, ``ftplib``,
+    ``xmlrpc.client``, ``urllib.request`` connect through ``socket.create_connection``) call
+    ``socket(...)`` from the socket module when they run, so they make tcpfast sockets while
+    patched, and code that replaces ``socket.socket`` itself (tests, mocks) sees its
+    replacement used, as without tcpfast.
 
 Not rebound: name resolution (``getaddrinfo``, ``gethostbyname``, ``getfqdn``...),
 ``socketpair``, ``fromfd`` and the constants stay the kernel's. ``socket.SocketType`` (the C base
@@ -43,9 +44,8 @@ patched names looked up or kept after :func:`unpatch` make kernel sockets again.
 socket reaches what its stack can reach: its own address (local delivery) and the network
 behind the TUN device, not the kernel's loopback (``127.0.0.1``, ``localhost``). If the stack
 stops while patched, new TCP sockets fail with ``OSError(ENETDOWN)``. TLS through
-``ssl.SSLContext.wrap_socket`` takes over the socket's descriptor, which a tcpfast socket does not
-have to give: it does not work on tcpfast sockets (asyncio's TLS, which runs over the socket's
-data, does not need that).
+``ssl.SSLContext.wrap_socket`` works on tcpfast sockets, patched or not: :mod:`tcpfast.ssl`
+runs it over the socket's data with an ``ssl.SSLObject`` (asyncio's TLS already did).
 
 Patching is process-global (every thread sees it) and nests: each :func:`patch` pushes a layer,
 the newest layer's stack is the one new sockets go to, :meth:`Patch.unpatch` (or leaving its
@@ -70,11 +70,6 @@ __all__ = ["patch", "unpatch", "is_patched", "Patch", "socket"]
 
 # The kernel's class and functions, as the socket module had them when tcpfast.patch was imported.
 _KernelSocket = _socket_module.socket
-_STDLIB: Dict[str, Any] = {
-    "create_connection": _socket_module.create_connection,
-    "create_server": _socket_module.create_server,
-    "has_dualstack_ipv6": _socket_module.has_dualstack_ipv6,
-}
 
 _AF_INET = _socket_module.AF_INET
 _AF_INET6 = _socket_module.AF_INET6
@@ -82,7 +77,6 @@ _SOCK_STREAM = _socket_module.SOCK_STREAM
 _IPPROTO_TCP = _socket_module.IPPROTO_TCP
 _SOCK_FLAGS = (getattr(_socket_module, "SOCK_NONBLOCK", 0)
                | getattr(_socket_module, "SOCK_CLOEXEC", 0))
-_GLOBAL_DEFAULT_TIMEOUT = _socket_module._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 _lock = threading.RLock()
 _layers: List["Patch"] = []
@@ -142,49 +136,12 @@ class socket(_KernelSocket, metaclass=_PatchedSocketMeta):
 socket.__module__ = "tcpfast.patch"
 
 
-def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None,
-                      **kwargs: Any):
-    """create_connection(address, timeout=..., source_address=None, *, all_errors=False)
-
-    What ``socket.create_connection`` is while patched: ``tcpfast.create_connection`` on the
-    patch's stack (a kernel connection once no patch is in force).
-    """
-    stack = _top_stack
-    if stack is None:
-        return _STDLIB["create_connection"](address, timeout, source_address, **kwargs)
-    return _tcpfast.create_connection(address, timeout, source_address, stack=stack, **kwargs)
-
-
-def create_server(address, **kwargs: Any):
-    """create_server(address, *, family=AF_INET, backlog=None, reuse_port=False,
-    dualstack_ipv6=False)
-
-    What ``socket.create_server`` is while patched: ``tcpfast.create_server`` on the patch's
-    stack (a kernel listener once no patch is in force).
-    """
-    stack = _top_stack
-    if stack is None:
-        return _STDLIB["create_server"](address, **kwargs)
-    return _tcpfast.create_server(address, stack=stack, **kwargs)
-
-
-def has_dualstack_ipv6() -> bool:
-    """has_dualstack_ipv6() -> bool
-
-    What ``socket.has_dualstack_ipv6`` is while patched: tcpfast's answer (the kernel's once no
-    patch is in force).
-    """
-    if _top_stack is None:
-        return _STDLIB["has_dualstack_ipv6"]()
-    return _tcpfast.has_dualstack_ipv6()
-
-
 # name in the socket module -> what patch() puts there
+# Only the class: socket.create_connection, create_server and has_dualstack_ipv6 stay the
+# standard library's own code, which looks socket.socket up when called and so builds tcpfast
+# sockets while patched, and whatever replaced socket.socket (a test's mock) when something did.
 _REPLACEMENTS: Dict[str, Any] = {
     "socket": socket,
-    "create_connection": create_connection,
-    "create_server": create_server,
-    "has_dualstack_ipv6": has_dualstack_ipv6,
 }
 
 
@@ -250,9 +207,8 @@ def patch(stack: Optional[Stack] = None) -> Patch:
     """patch(stack=None) -> Patch
 
     Make the program's new TCP sockets tcpfast sockets on ``stack`` (the default stack, i.e. the
-    first one started, when not given): rebinds ``socket.socket``, ``socket.create_connection``,
-    ``socket.create_server`` and ``socket.has_dualstack_ipv6`` in the standard library's socket
-    module (see the module's docstring for what is rebound and what stays with the kernel).
+    first one started, when not given): rebinds ``socket.socket`` in the standard library's socket
+    module (see the module's docstring for what that reaches and what stays with the kernel).
     Takes effect at once and returns a :class:`Patch`, which undoes this layer when its ``with``
     block ends or its :meth:`~Patch.unpatch` is called::
 

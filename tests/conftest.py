@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-import netns
+from tcpfast import netns
 
 STACK_IP, KERNEL_IP, PREFIX = "198.18.0.2", "198.18.0.1", 24
 STACK_IP6, KERNEL_IP6, PREFIX6 = "fd00:18::2", "fd00:18::1", 64
@@ -36,7 +36,7 @@ def ns():
         yield name
     finally:
         netns.remove(name)
-    assert not netns.listed(name), f"namespace {name} still listed after removal"
+    assert name not in netns.listed(), f"namespace {name} still listed after removal"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpfast._ring import MemPool, Ring
-from tcpfast._simlink import SimPair, stream_bytes
+from tcpfast.testing import SimPair, stream_bytes
 from tcpfast._tcb import Tcb
 from tcpfast.wire import IPv4Header, Packet, TCPFlags, TCPHeader, build_packet, parse_packet
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import netns
+import helpers
 from conftest import STACK_IP
 from socket_api_helpers import recv_exactly
 
@@ -46,7 +46,7 @@ def test_memory_limit_holds_while_many_kernel_senders_push(make_stack):
         t, _ = lst.accept()
         t.settimeout(IO_TIMEOUT)
         servers.append(t)
-    senders = [netns.start(k.sendall, _payload(i, size)) for i, k in enumerate(kernels)]
+    senders = [helpers.start(k.sendall, _payload(i, size)) for i, k in enumerate(kernels)]
     # Nobody reads for a while: the kernel fills every window it was offered.
     peak_seen = 0
     deadline = time.monotonic() + 1.5
@@ -101,10 +101,10 @@ def test_so_rcvbuf_and_so_sndbuf_lock_the_sizes(make_stack):
         t, _ = lst.accept()
         t.settimeout(IO_TIMEOUT)
         data = _payload(7, 8 * MiB)
-        w = netns.start(k.sendall, data)
+        w = helpers.start(k.sendall, data)
         assert recv_exactly(t, len(data)) == data
         w.result(60)
-        w = netns.start(t.sendall, data)
+        w = helpers.start(t.sendall, data)
         assert recv_exactly(k, len(data)) == data
         w.result(60)
         row = _rows(stack)[k.getsockname()[:2]]
@@ -144,7 +144,7 @@ def test_senders_wait_for_memory_and_are_woken_when_it_comes_back(make_stack):
         clients[i].sendall(_payload(i, size))
         clients[i].shutdown(socket.SHUT_WR)
 
-    senders = [netns.start(send, i) for i in range(n)]
+    senders = [helpers.start(send, i) for i in range(n)]
     time.sleep(1.0)
     st = stack.stats()
     assert st["mem_allocated"] <= limit and st["mem_peak"] <= limit
@@ -155,7 +155,7 @@ def test_senders_wait_for_memory_and_are_woken_when_it_comes_back(make_stack):
         got[i] = recv_exactly(peers[i], size)
         assert peers[i].recv(1) == b""
 
-    readers = [netns.start(reader, i) for i in range(n)]
+    readers = [helpers.start(reader, i) for i in range(n)]
     for w in readers + senders:
         w.result(120)
     for i in range(n):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-import netns as test_netns
+from tcpfast import netns
 from tcpfast.bench import loss, workloads
 
 pytestmark = pytest.mark.tun
@@ -246,7 +246,7 @@ def test_chart_is_a_png_and_nothing_is_left_behind(full_run):
     r, _, d = full_run
     assert (d / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "chart:" in r.stdout
-    assert not [n for n in test_netns.origin_links() if n.startswith("tfb")]
+    assert not [n for n in netns.origin_links() if n.startswith("tfb")]
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not leftovers(r.pid)
     assert not worker_pids(r.pid)
@@ -307,7 +307,6 @@ def test_ctrl_c_removes_the_namespaces_and_reports_what_finished(privileged, tmp
 
 
 def test_without_privilege_it_says_why_and_exits_2(monkeypatch, capsys):
-    from tcpfast.bench import netns
     from tcpfast.cli import main
 
     monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)

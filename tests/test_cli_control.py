@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-import netns
+import helpers
+from tcpfast import netns
 from conftest import IFNAME, KERNEL_IP, STACK_IP
 from socket_api_helpers import recv_exactly
 
@@ -174,7 +175,7 @@ class Up:
     def __init__(self, name, control, *extra):
         self.name, self.control = name, control
         netns.remove_stale(re.sub(r"\d+$", "", name))
-        assert not netns.listed(name)
+        assert name not in netns.listed()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tcpfast", "up", "--netns", name, "--control", control, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(), cwd="/")
@@ -220,7 +221,7 @@ class Up:
                 self.proc.wait(10)
         self.proc.stdout.close()
         self.proc.stderr.close()
-        if netns.listed(self.name):
+        if self.name in netns.listed():
             netns.remove(self.name)
 
 
@@ -320,7 +321,7 @@ def test_server_survives_bad_input(server):
             junk.send(data, fds=[0] if data.startswith(b"garbage") else ())
         junk.close()
     assert control.request(server.path, "info")["ok"] is True
-    netns.wait_for(lambda: server.clients == 0, 5, message="every client gone")
+    helpers.wait_for(lambda: server.clients == 0, 5, message="every client gone")
     assert _fds() <= fds_before, sorted(_fds() - fds_before)
 
 
@@ -339,7 +340,7 @@ def test_server_bounds_its_clients(server):
         with pytest.raises(control.RemoteError, match="too many clients"):
             control.request(server.path, "info")
         clients.pop().close()
-        netns.wait_for(lambda: server.clients < server.max_clients, 5, message="a slot free")
+        helpers.wait_for(lambda: server.clients < server.max_clients, 5, message="a slot free")
         assert control.request(server.path, "stats")["ok"] is True
     finally:
         for c in clients:
@@ -421,7 +422,7 @@ def test_capture_through_the_control_socket(server, stack, ctl_dir):
                     assert recv_exactly(t, len(MARKER) + 1) == MARKER + b"%d" % i
                     t.sendall(b"back%d" % i)
                     assert recv_exactly(k, 5) == b"back%d" % i
-            netns.wait_for(lambda: session.packets() >= 10, 5, message="packets counted")
+            helpers.wait_for(lambda: session.packets() >= 10, 5, message="packets counted")
             counted = session.stop()
         linktype, packets = read_pcap(out)
         assert linktype == 101 and len(packets) >= counted >= 10
@@ -436,8 +437,8 @@ def test_capture_through_the_control_socket(server, stack, ctl_dir):
         os.ftruncate(fd, 0)
         session = control.CaptureSession(server.path, fd)
         session.close()
-        netns.wait_for(lambda: not control.request(server.path, "info")["capturing"], 5,
-                       message="capture ended with its client")
+        helpers.wait_for(lambda: not control.request(server.path, "info")["capturing"], 5,
+                         message="capture ended with its client")
         with control.CaptureSession(server.path, fd) as again:
             again.stop()
     finally:
@@ -489,7 +490,7 @@ def test_services_echo_discard_and_misbehaving_clients(stack):
         data = random.Random(6).randbytes(1 << 20)
         with kernel_socket() as k:
             k.connect((STACK_IP, 7))
-            writer = netns.start(k.sendall, data)
+            writer = helpers.start(k.sendall, data)
             assert recv_exactly(k, len(data)) == data
             writer.result(IO_TIMEOUT)
         # A client that resets mid-transfer, one that never reads its echo, one that goes away.
@@ -514,7 +515,7 @@ def test_services_echo_discard_and_misbehaving_clients(stack):
             d.sendall(b"d" * 300_000)
             d.shutdown(socket.SHUT_WR)
             assert d.recv(10) == b""
-        netns.wait_for(lambda: svc.counters["discarded"] >= 300_000, 5, message="discarded")
+        helpers.wait_for(lambda: svc.counters["discarded"] >= 300_000, 5, message="discarded")
         # More clients than allowed: the extra ones are closed at once; the rest still served.
         with kernel_socket() as ok:
             ok.connect((STACK_IP, 7))
@@ -526,7 +527,7 @@ def test_services_echo_discard_and_misbehaving_clients(stack):
                     e = kernel_socket()
                     extra.append(e)
                     e.connect((STACK_IP, 7))
-                netns.wait_for(lambda: svc.counters["refused"] >= 2, 5, message="refused")
+                helpers.wait_for(lambda: svc.counters["refused"] >= 2, 5, message="refused")
             finally:
                 for e in extra:
                     e.close()
@@ -546,7 +547,7 @@ def test_up_prints_how_to_reach_it(up):
     for phrase in (STACK_IP, "fd00:18::2", "port 7", "port 9", up.control,
                    f"ip netns exec {up.name} nc {STACK_IP} 7"):
         assert phrase in line, (phrase, line)
-    assert netns.listed(up.name)
+    assert up.name in netns.listed()
     assert netns.links(up.name, "tun") == [IFNAME]
     assert IFNAME not in netns.origin_links(), "the device lives in the namespace only"
     st = os.stat(up.control)
@@ -561,7 +562,7 @@ def test_up_echo_and_discard(up):
         for family, address in ((socket.AF_INET, STACK_IP), (socket.AF_INET6, "fd00:18::2")):
             with kernel_socket(family) as k:
                 k.connect((address, 7))
-                writer = netns.start(k.sendall, data)
+                writer = helpers.start(k.sendall, data)
                 assert recv_exactly(k, len(data)) == data
                 writer.result(IO_TIMEOUT)
         before = control.request(up.control, "info")["services"]["discarded"]
@@ -570,8 +571,8 @@ def test_up_echo_and_discard(up):
             d.sendall(data)
             d.shutdown(socket.SHUT_WR)
             assert d.recv(10) == b"", "discard sends nothing back"
-    netns.wait_for(lambda: control.request(up.control, "info")["services"]["discarded"]
-                   >= before + len(data), 5, message="discarded bytes counted")
+    helpers.wait_for(lambda: control.request(up.control, "info")["services"]["discarded"]
+                     >= before + len(data), 5, message="discarded bytes counted")
 
 
 def test_ss_and_stats(up):
@@ -637,7 +638,7 @@ def _start_traffic(up):
         with netns.inside(up.name):
             return _traffic_until(stop)
 
-    return stop, netns.start(body, name="traffic")
+    return stop, helpers.start(body, name="traffic")
 
 
 def test_capture_for_a_duration(up, ctl_dir):
@@ -679,8 +680,8 @@ def test_capture_ends_on_sigint(up, ctl_dir):
                                  "--control", up.control], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=_child_env(), cwd="/")
         try:
-            netns.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) >= 24, 20,
-                           message="capture started")
+            helpers.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) >= 24, 20,
+                             message="capture started")
             time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=CMD_TIMEOUT)
@@ -716,11 +717,11 @@ def test_commands_without_a_stack(ctl_dir):
 def test_up_refuses_an_existing_namespace_and_a_served_path(up, ns):
     proc = tcpfast_cmd("up", "--netns", ns, "--control", up.control + ".other")
     assert_clean_error(proc, 1, f"network namespace {ns} already exists")
-    assert netns.listed(ns), "the existing namespace is left alone"
+    assert ns in netns.listed(), "the existing namespace is left alone"
     name = f"tcpf-upx{os.getpid()}"
     proc = tcpfast_cmd("up", "--netns", name, "--control", up.control)
     assert_clean_error(proc, 1, "already serves")
-    assert not netns.listed(name)
+    assert name not in netns.listed()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -744,7 +745,7 @@ def test_up_stops_cleanly_on_a_signal(ns, ctl_dir, sig):
             assert status == 0, stderr
             assert "Traceback" not in stderr and not stderr.strip(), stderr
             assert time.monotonic() - started < UP_TIMEOUT
-        assert not netns.listed(runner.name), "the namespace is deleted"
+        assert runner.name not in netns.listed(), "the namespace is deleted"
         assert not os.path.exists(control_path), "the control socket is removed"
         with pytest.raises(control.NoStackError):
             control.request(control_path, "info")
@@ -763,7 +764,7 @@ def test_up_without_privilege(monkeypatch, capsys, ctl_dir):
     assert cli.main(["up", "--netns", "tcpf-never", "--control", control_path]) == 2
     err = capsys.readouterr().err
     assert err == "tcpfast up: needs root (CAP_NET_ADMIN) to open a TUN device\n"
-    assert not os.path.exists(control_path) and not netns.listed("tcpf-never")
+    assert not os.path.exists(control_path) and "tcpf-never" not in netns.listed()
 
     # The check passes but opening the device is refused (EPERM): also status 2, one line.
     from tcpfast import Stack
@@ -808,4 +809,4 @@ def test_up_as_an_unprivileged_user(ctl_dir):
     if "No module named" in proc.stderr or "Permission denied" in proc.stderr:
         _skip_unless_ci(f"user nobody cannot import this tcpfast: {proc.stderr.strip()[-200:]}")
     assert_clean_error(proc, 2, "needs root (CAP_NET_ADMIN)")
-    assert not netns.listed("tcpf-never")
+    assert "tcpf-never" not in netns.listed()

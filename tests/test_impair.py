@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tcpfast.bench import impair, netns, wan
+from tcpfast import netns
+from tcpfast.bench import impair, wan
 from tcpfast.bench.impair import Forwarder, Impairment, Port
 
 pytestmark = pytest.mark.tun

@@ -3,8 +3,8 @@ D-SACK (RFC 2883) and the undo of spurious reductions (RFC 3522/4015/3708).
 
 Segment-level tests on the virtual clock (the helpers of ``test_tcb``: the test is the peer and
 speaks in segments), each for one rule with the RFC's section beside it; then the simulated pair
-(``_simlink``) for what the rules add up to on a lossy or reordering path; and the transmit
-records of ``_rack`` on their own.
+(``tcpfast.testing.SimPair``) for what the rules add up to on a lossy or reordering path; and the
+transmit records of ``_rack`` on their own.
 
 The connection here offers SACK, NewReno (beta 1/2, so the numbers are the RFCs'), and measures a
 round trip of RTT = 50 ms in its handshake: SRTT = 50 ms, RTO = max(50 + 4 * 25, 200) = 200 ms,
@@ -16,7 +16,7 @@ from test_tcb import F, MSS, RCVBUF, Seg, data, listening
 
 from tcpfast._cc import Prr
 from tcpfast._rack import TxQueue
-from tcpfast._simlink import SimPair
+from tcpfast.testing import SimPair
 
 RTT = 0.05
 EPS = 1e-6

@@ -31,7 +31,8 @@ import xmlrpc.server
 
 import pytest
 
-import netns
+import helpers
+from tcpfast import netns
 from conftest import KERNEL_IP, KERNEL_IP6, STACK_IP, STACK_IP6
 
 import tcpfast
@@ -90,13 +91,13 @@ def on(tcpfast_side, stack):
 @contextlib.contextmanager
 def serving(server):
     """Run a socketserver's serve_forever in a thread; shut it down and close it, bounded."""
-    thread = netns.start(server.serve_forever, 0.05, name="serve_forever")
+    thread = helpers.start(server.serve_forever, 0.05, name="serve_forever")
     try:
         yield server
     finally:
-        netns.start(server.shutdown, name="shutdown").result(IO_TIMEOUT)
+        helpers.start(server.shutdown, name="shutdown").result(IO_TIMEOUT)
         thread.result(IO_TIMEOUT)
-        netns.start(server.server_close, name="server_close").result(IO_TIMEOUT)
+        helpers.start(server.server_close, name="server_close").result(IO_TIMEOUT)
 
 
 def assert_server_socket(sock, server_tcpfast):
@@ -123,10 +124,10 @@ def test_patch_replaces_and_unpatch_restores(stack):
     try:
         assert socket.socket is not KERNEL["socket"]
         assert isinstance(socket.socket, type)
-        for name in ("create_connection", "create_server", "has_dualstack_ipv6"):
-            assert getattr(socket, name) is not KERNEL[name], name
-        # Resolution, socketpair, fromfd and SocketType are the kernel's.
-        for name in ("getaddrinfo", "socketpair", "fromfd", "SocketType"):
+        # Only the class is rebound: create_connection and friends stay the standard library's
+        # (they build through socket.socket), as do resolution, socketpair, fromfd, SocketType.
+        for name in ("create_connection", "create_server", "has_dualstack_ipv6",
+                     "getaddrinfo", "socketpair", "fromfd", "SocketType"):
             assert getattr(socket, name) is KERNEL[name], name
         # Both kinds of socket pass isinstance checks against socket.socket.
         with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
@@ -168,6 +169,28 @@ def test_patch_nests_and_double_patch_is_safe(stack):
     patch()                                          # the default stack: this one
     unpatch()
     assert socket.socket is KERNEL["socket"] and not is_patched()
+
+
+def test_create_connection_uses_a_replaced_socket_class_while_patched(stack):
+    """Code that replaces socket.socket (a test's mock) sees its replacement used by the
+    standard library's create_connection, under patch() as without it."""
+    made = []
+
+    def recording(*args, **kwargs):        # a mock around the patched class
+        made.append(args)
+        return patched(*args, **kwargs)
+
+    with KERNEL["create_server"]((KERNEL_IP, 0)) as lst, patch(stack):   # a kernel listener
+        patched = socket.socket
+        socket.socket = recording
+        try:
+            c = socket.create_connection(lst.getsockname(), timeout=IO_TIMEOUT)
+        finally:
+            socket.socket = patched
+        with c:
+            assert made and type(c) is TcpfastSocket
+            k, _ = lst.accept()
+            k.close()
 
 
 def test_names_kept_from_before_or_during_a_patch_follow_it(stack):
@@ -434,7 +457,7 @@ def test_socketserver_threading_tcp_server(stack, direction):
             for i in range(6):              # at the same time: each is served by its thread
                 lines = [f"client {i} line {j} ".encode() + b"x" * (j * 97 % 3000) + b"\n"
                          for j in range(200)]
-                clients.append((lines, netns.start(line_client, server.server_address, lines)))
+                clients.append((lines, helpers.start(line_client, server.server_address, lines)))
             for lines, worker in clients:
                 kind, got = worker.result(IO_TIMEOUT * 2)
                 assert kind is (TcpfastSocket if client_tcpfast else KERNEL["socket"])

@@ -1,4 +1,5 @@
-"""Retransmission timing (RFC 6298) and the SACK scoreboard (RFC 6675) of tcpfast._rtx.
+"""Retransmission timing (RFC 6298) of tcpfast._rtx, and the SACK scoreboard (RFC 6675) kept as a
+reference in tcpfast.testing.
 
 RTT numbers are worked by hand from RFC 6298 §2 (microseconds). Scoreboard cases are worked
 examples in segments of 1000 bytes, each run at several bases, some straddling the 2**32 wrap;
@@ -12,8 +13,8 @@ from tcpfast._ranges import MAX as RANGES_MAX
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcpfast._rtx import (DUP_THRESH, RTO_INITIAL, RTO_MAX, RTO_MIN, RTT_GRANULARITY,
-                          RttEstimator, Scoreboard)
+from tcpfast._rtx import DUP_THRESH, RTO_INITIAL, RTO_MAX, RTO_MIN, RTT_GRANULARITY, RttEstimator
+from tcpfast.testing import Scoreboard
 
 M = 1 << 32
 TOP = M - 1

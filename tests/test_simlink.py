@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from tcpfast._simlink import SimPair, stream_bytes
+from tcpfast.testing import SimPair, stream_bytes
 
 MB = 1_000_000
 

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-import netns
+import helpers
 from socket_api_helpers import (IO, QUIET, SHORT, Impl, elapsed, fill_send_buffer, outcome,
                                 poll_mask, poll_until, raises, readable, recv_all, recv_exactly, sha,
                                 sockaddr, wait_readable, wait_writable, writable)
@@ -87,7 +87,7 @@ def u32(info: bytes, offset: int) -> int:
 
 
 def in_thread(fn, *args):
-    return netns.start(fn, *args)
+    return helpers.start(fn, *args)
 
 
 def check_all(table):

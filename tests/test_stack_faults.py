@@ -11,7 +11,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-import netns
+import helpers
+from tcpfast import netns
 from conftest import IFNAME, KERNEL_IP, KERNEL_IP6, STACK_IP, STACK_IP6
 from test_stack_tun import (IO_TIMEOUT, MiB, _tcp_segments, entry, kernel_to_tcpfast, recv_exactly,
                             recv_stream, send_stream, tcpfast_listener)
@@ -34,8 +35,8 @@ def _both_ways(stack, size, timeout):
     with k, t:
         for s in (k, t):
             s.settimeout(120)                       # for one call, with backed-off timers
-        jobs = [netns.start(send_stream, k, size, 41), netns.start(send_stream, t, size, 42),
-                netns.start(recv_stream, t, size), netns.start(recv_stream, k, size)]
+        jobs = [helpers.start(send_stream, k, size, 41), helpers.start(send_stream, t, size, 42),
+                helpers.start(recv_stream, t, size), helpers.start(recv_stream, k, size)]
         k_sent, t_sent, t_got, k_got = (j.result(timeout) for j in jobs)
         assert t_got == (size, k_sent), "kernel -> tcpfast"
         assert k_got == (size, t_sent), "tcpfast -> kernel"
@@ -46,11 +47,11 @@ def _both_ways(stack, size, timeout):
 @pytest.mark.parametrize("size, bound", LOSSY_SIZES)
 def test_lossy_path_both_ways(make_stack, in_ns, size, bound):
     """Loss 5 %, duplication 1 %, reordering 25 %, 20 ms delay, in both directions (a netem in user
-    space, netns.Impairer: it needs no qdisc module, so it runs on every kernel); the bytes
+    space, helpers.Impairer: it needs no qdisc module, so it runs on every kernel); the bytes
     arrive intact both ways."""
     stack = make_stack()
-    with netns.Impairer(in_ns, IFNAME, STACK_IP, KERNEL_IP, seed=4, max_seconds=bound,
-                        **IMPAIRMENT) as path:
+    with helpers.Impairer(in_ns, IFNAME, STACK_IP, KERNEL_IP, seed=4, max_seconds=bound,
+                          **IMPAIRMENT) as path:
         kernel_retransmits = _both_ways(stack, size, timeout=bound)
     for direction, c in path.counts.items():
         assert c["dropped"] > 0 and c["duplicated"] > 0 and c["reordered"] > 0, (direction, c)
@@ -64,7 +65,7 @@ def test_netem_both_ways(make_stack, in_ns, size, bound):
     direction; the other direction goes through an ifb device (tc mirred from tcpf0's ingress)
     with its own netem. Skipped, with tc's error, on a kernel without sch_netem: the user-space
     impairment above covers the same ground there."""
-    missing = netns.qdisc_available(in_ns, "netem")
+    missing = helpers.qdisc_available(in_ns, "netem")
     if missing:
         pytest.skip(f"the kernel has no netem qdisc ({missing})")
     stack = make_stack()
@@ -156,13 +157,13 @@ def test_syn_flood(make_stack):
     lst = tcpfast_listener(stack, 5020, backlog=8)
     lst.settimeout(0.2)
     stop = threading.Event()
-    server = netns.start(_echo_server, lst, stop)
+    server = helpers.start(_echo_server, lst, stop)
     try:
         assert _clients(lambda: True, 3) == 3            # warm up before measuring memory
-        rss_before = netns.rss_bytes()
+        rss_before = helpers.rss_bytes()
         before = stack.stats()
-        flood = netns.start(_flood, 5020, FLOOD, 5)
-        clients = netns.start(_clients, lambda: not flood.is_alive(), 5)
+        flood = helpers.start(_flood, 5020, FLOOD, 5)
+        clients = helpers.start(_clients, lambda: not flood.is_alive(), 5)
         biggest = 0
         deadline = time.monotonic() + 200
         while (flood.is_alive() or clients.is_alive()) and time.monotonic() < deadline:
@@ -171,7 +172,7 @@ def test_syn_flood(make_stack):
         assert flood.result(90) == FLOOD
         assert clients.result(150) >= 5
         after = stack.stats()
-        grown = netns.rss_bytes() - rss_before
+        grown = helpers.rss_bytes() - rss_before
         assert after["syncookies_sent"] - before["syncookies_sent"] > 0
         assert after["syncookies_accepted"] - before["syncookies_accepted"] > 0, \
             "no real client was admitted through a SYN cookie while the SYN queue was full"
@@ -249,7 +250,7 @@ def test_malformed_packets_dropped_and_counted(stack, in_ns):
     from tcpfast import wire
 
     k, t = kernel_to_tcpfast(stack, 5030)
-    with k, t, netns.Sniffer(IFNAME) as sniffer:
+    with k, t, helpers.Sniffer(IFNAME) as sniffer:
         kport = k.getsockname()[1]
         k.sendall(b"first")
         assert recv_exactly(t, 5) == b"first"
@@ -268,7 +269,7 @@ def test_malformed_packets_dropped_and_counted(stack, in_ns):
             expected[key] = expected.get(key, 0) + 1
         before = stack.stats()
         assert all(key in before for key in expected), sorted(set(expected) - set(before))
-        with netns.Injector(IFNAME) as inject:
+        with helpers.Injector(IFNAME) as inject:
             for packet in packets.values():
                 inject.send(packet)
 
@@ -276,7 +277,7 @@ def test_malformed_packets_dropped_and_counted(stack, in_ns):
             now = stack.stats()
             return all(now[key] - before[key] >= n for key, n in expected.items())
 
-        netns.wait_for(counted, 5, message=f"malformed counters up by {expected}")
+        helpers.wait_for(counted, 5, message=f"malformed counters up by {expected}")
         after = stack.stats()
         assert {key: after[key] - before[key] for key in expected} == expected
         checksums = sum(n for key, n in expected.items() if "checksum" in key)
@@ -286,7 +287,7 @@ def test_malformed_packets_dropped_and_counted(stack, in_ns):
         assert entry(stack, t.getsockname(), t.getpeername())["state"] == "ESTABLISHED"
         k.sendall(b"GOOD")
         assert recv_exactly(t, 4) == b"GOOD"
-        w = netns.start(send_stream, k, 4 * MiB, 43)
+        w = helpers.start(send_stream, k, 4 * MiB, 43)
         assert recv_stream(t, 4 * MiB) == (4 * MiB, w.result(60))
         t.sendall(b"done")
         assert recv_exactly(k, 4) == b"done"

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-import netns
+import helpers
+from tcpfast import netns
 from conftest import IFNAME, KERNEL_IP, KERNEL_IP6, PREFIX, STACK_IP, STACK_IP6
 from socket_api_helpers import recv_exactly
 
@@ -183,7 +184,7 @@ def test_namespace_is_private(in_ns):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"inside", (STACK_IP, 9))
         os.set_blocking(tun.fileno(), False)
-        got = netns.wait_for(lambda: _read_v4(tun), 5, message="UDP datagram on the TUN device")
+        got = helpers.wait_for(lambda: _read_v4(tun), 5, message="UDP datagram on the TUN device")
         assert got[16:20] == socket.inet_aton(STACK_IP) and got.endswith(b"inside")
         # Beyond the subnet there is no route: nothing can leave.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
@@ -192,7 +193,7 @@ def test_namespace_is_private(in_ns):
             assert exc.value.errno == errno.ENETUNREACH
     finally:
         tun.close()
-    netns.wait_for(lambda: IFNAME not in netns.links(in_ns), 5, message="device gone on close")
+    helpers.wait_for(lambda: IFNAME not in netns.links(in_ns), 5, message="device gone on close")
 
 
 def _tasks():
@@ -226,10 +227,11 @@ def test_start_stop_leaves_nothing(in_ns):
                     with k:
                         s.sendall(b"default stack")
                         assert recv_exactly(k, 13) == b"default stack"
-        netns.wait_for(lambda: IFNAME not in netns.links(in_ns), 5, message="device gone after stop")
+        helpers.wait_for(lambda: IFNAME not in netns.links(in_ns), 5,
+                         message="device gone after stop")
     # (<= rather than ==: a thread or fd of an earlier test may end meanwhile, never start)
     assert not [th.name for th in threading.enumerate() if th.name.startswith("tcpfast")]
-    netns.wait_for(lambda: _tasks() <= tasks, 5, message=f"threads back to {tasks}")
+    helpers.wait_for(lambda: _tasks() <= tasks, 5, message=f"threads back to {tasks}")
     assert set(_fds()) <= set(fds), sorted(set(_fds()) - set(fds))
     with pytest.raises(RuntimeError):
         tcpfast.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -262,8 +264,8 @@ def test_kernel_connects_to_tcpfast(stack, fam):
         with pytest.raises(TimeoutError):
             t.recv(1)
         k.sendall(b"hello tcpfast")
-        netns.wait_for(lambda: entry(stack, t.getsockname(), t.getpeername())["recv_queue"] == 13, 5,
-                       message="13 bytes in the receive queue")
+        helpers.wait_for(lambda: entry(stack, t.getsockname(), t.getpeername())["recv_queue"] == 13,
+                         5, message="13 bytes in the receive queue")
         assert select.select([t.fileno()], [], [], 5)[0] == [t.fileno()]   # fileno() is real
         t.settimeout(IO_TIMEOUT)
         assert recv_exactly(t, 13) == b"hello tcpfast"
@@ -303,7 +305,7 @@ def test_connect_to_own_address(stack):
     with c, s:
         s.settimeout(IO_TIMEOUT)
         assert addr[:2] == c.getsockname()[:2]
-        w = netns.start(send_stream, c, 4 * MiB, 7)
+        w = helpers.start(send_stream, c, 4 * MiB, 7)
         n, digest = recv_stream(s, 4 * MiB)
         assert (n, digest) == (4 * MiB, w.result(IO_TIMEOUT * 3))
 
@@ -317,9 +319,9 @@ def test_bulk_each_way(make_stack, offload):
     assert stack.offload is offload
     k, t = kernel_to_tcpfast(stack)
     with k, t:
-        w = netns.start(send_stream, k, BULK, 1)
+        w = helpers.start(send_stream, k, BULK, 1)
         assert recv_stream(t, BULK) == (BULK, w.result(600))
-        w = netns.start(send_stream, t, BULK, 2)
+        w = helpers.start(send_stream, t, BULK, 2)
         assert recv_stream(k, BULK) == (BULK, w.result(600))
         # Both close their sending side: each sees the other's FIN as end-of-stream.
         t.shutdown(socket.SHUT_WR)
@@ -342,8 +344,9 @@ def test_full_duplex(make_stack, offload):
         with t, k:
             for s in (t, k):
                 s.settimeout(10)
-            jobs = [netns.start(send_stream, t, DUPLEX, 3 + round_), netns.start(send_stream, k, DUPLEX, 4),
-                    netns.start(recv_stream, k, DUPLEX), netns.start(recv_stream, t, DUPLEX)]
+            jobs = [helpers.start(send_stream, t, DUPLEX, 3 + round_),
+                    helpers.start(send_stream, k, DUPLEX, 4),
+                    helpers.start(recv_stream, k, DUPLEX), helpers.start(recv_stream, t, DUPLEX)]
             t_sent, k_sent, k_got, t_got = (j.result(120) for j in jobs)
             assert k_got == (DUPLEX, t_sent), f"round {round_}"
             assert t_got == (DUPLEX, k_sent), f"round {round_}"
@@ -360,10 +363,10 @@ def test_small_and_odd_writes(make_stack, offload):
         with t, k:
             t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, nodelay)
             k.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, nodelay)
-            w = netns.start(recv_stream, k, total, sizes=(1, 3, 1461, 7, 65537, 1000))
+            w = helpers.start(recv_stream, k, total, sizes=(1, 3, 1461, 7, 65537, 1000))
             sent = send_stream(t, total, 10 + nodelay, ODD_SIZES, partial=True)
             assert w.result(120) == (total, sent)
-            w = netns.start(recv_stream, t, total, sizes=(1000, 1, 65537, 7, 1461, 3))
+            w = helpers.start(recv_stream, t, total, sizes=(1000, 1, 65537, 7, 1461, 3))
             sent = send_stream(k, total, 20 + nodelay, ODD_SIZES[::-1])
             assert w.result(120) == (total, sent)
             for i in range(200):
@@ -380,7 +383,7 @@ def test_sendall_keeps_the_sockets_timeout(stack):
     with t, k:
         t.settimeout(15.0)
         blob = random.Random(5).randbytes(32 * MiB)    # more than both buffers hold: sendall blocks
-        w = netns.start(t.sendall, blob)
+        w = helpers.start(t.sendall, blob)
         time.sleep(1.0)
         assert w.is_alive(), "sendall should still be waiting for the kernel to read"
         assert t.gettimeout() == 15.0
@@ -426,8 +429,8 @@ def test_half_close_by_tcpfast(stack):
         assert recv_exactly(k, 7) == b"request"
         assert k.recv(10) == b""
         pair = (t.getsockname(), t.getpeername())
-        netns.wait_for(lambda: state_of(stack, pair) == "FIN-WAIT-2", 5, message="FIN-WAIT-2")
-        w = netns.start(send_stream, k, 3 * MiB + 17, 30)
+        helpers.wait_for(lambda: state_of(stack, pair) == "FIN-WAIT-2", 5, message="FIN-WAIT-2")
+        w = helpers.start(send_stream, k, 3 * MiB + 17, 30)
         assert recv_stream(t, 3 * MiB + 17) == (3 * MiB + 17, w.result(60))
         k.sendall(b"response")
         k.shutdown(socket.SHUT_WR)
@@ -446,7 +449,7 @@ def test_half_close_by_kernel(stack):
         assert t.recv(10) == b""
         pair = (t.getsockname(), t.getpeername())
         assert state_of(stack, pair) == "CLOSE-WAIT"
-        w = netns.start(recv_stream, k)             # to the end of the stream
+        w = helpers.start(recv_stream, k)             # to the end of the stream
         sent = send_stream(t, 3 * MiB + 5, 31)
         t.shutdown(socket.SHUT_WR)
         assert w.result(60) == (3 * MiB + 5, sent)
@@ -462,8 +465,8 @@ def test_kernel_closing_with_unread_data_resets(stack):
     with t:
         pair = (t.getsockname(), t.getpeername())
         t.sendall(b"x" * 1000)
-        netns.wait_for(lambda: unread(k) == 1000, 5, message="data in the kernel's receive queue")
-        blocked = netns.start(t.recv, 100)
+        helpers.wait_for(lambda: unread(k) == 1000, 5, message="data in the kernel's receive queue")
+        blocked = helpers.start(t.recv, 100)
         time.sleep(0.2)
         k.close()
         with pytest.raises(ConnectionResetError) as exc:
@@ -472,7 +475,8 @@ def test_kernel_closing_with_unread_data_resets(stack):
         with pytest.raises(BrokenPipeError):
             t.send(b"after the reset")
         assert stack.stats()["resets_received"] > before
-        netns.wait_for(lambda: entry(stack, *pair) is None, 5, message="connection gone after RST")
+        helpers.wait_for(lambda: entry(stack, *pair) is None, 5,
+                         message="connection gone after RST")
 
 
 def test_connect_to_closed_kernel_port_is_refused(stack):
@@ -514,12 +518,12 @@ def test_time_wait_lasts_two_msl(make_stack):
     with k:
         t.close()                                   # tcpfast closes first: it will hold TIME-WAIT
         assert k.recv(10) == b""
-        netns.wait_for(lambda: state_of(stack, pair) == "FIN-WAIT-2", 5, message="FIN-WAIT-2")
+        helpers.wait_for(lambda: state_of(stack, pair) == "FIN-WAIT-2", 5, message="FIN-WAIT-2")
         k.close()
-        netns.wait_for(lambda: state_of(stack, pair) == "TIME-WAIT", 5, message="TIME-WAIT")
+        helpers.wait_for(lambda: state_of(stack, pair) == "TIME-WAIT", 5, message="TIME-WAIT")
         seen = time.monotonic()
-        netns.wait_for(lambda: entry(stack, *pair) is None, 2 * MSL + 5,
-                       message="TIME-WAIT over after 2 MSL")
+        helpers.wait_for(lambda: entry(stack, *pair) is None, 2 * MSL + 5,
+                         message="TIME-WAIT over after 2 MSL")
         lasted = time.monotonic() - seen
     assert lasted >= MSL, f"TIME-WAIT ended after {lasted:.2f} s, 2 MSL is {2 * MSL} s"
 
@@ -534,7 +538,8 @@ def test_close_wait_until_the_application_closes(make_stack):
     time.sleep(4 * MSL)                             # no timer ends CLOSE-WAIT
     assert state_of(stack, pair) == "CLOSE-WAIT"
     t.close()                                       # LAST-ACK, then CLOSED on the kernel's ACK
-    netns.wait_for(lambda: entry(stack, *pair) is None, 5, message="connection gone after LAST-ACK")
+    helpers.wait_for(lambda: entry(stack, *pair) is None, 5,
+                     message="connection gone after LAST-ACK")
 
 
 # --- keepalive -------------------------------------------------------------------------------------
@@ -563,7 +568,7 @@ def _tcp_segments(packets, src_port, dst_port):
 def test_keepalive_answered_keeps_connection(stack):
     """Idle past keepidle + keepcnt * keepintvl: the stack probes (SEG.SEQ = SND.NXT - 1), the
     kernel answers each probe, and the connection lives on."""
-    with netns.Sniffer(IFNAME) as sniffer:
+    with helpers.Sniffer(IFNAME) as sniffer:
         t, k = tcpfast_to_kernel(stack)
         with t, k:
             _keepalive(t)
@@ -607,7 +612,7 @@ def test_keepalive_vanished_peer_times_out(stack, in_ns):
             t.recv(10)
         assert exc.value.errno == errno.ETIMEDOUT, "a socket timeout, not a keepalive abort"
         assert time.monotonic() - began < 20
-        netns.wait_for(lambda: entry(stack, *pair) is None, 5, message="connection gone")
+        helpers.wait_for(lambda: entry(stack, *pair) is None, 5, message="connection gone")
 
 
 # --- ping ------------------------------------------------------------------------------------------
@@ -676,7 +681,7 @@ def _read_pcap(path):
 def test_capture_records_every_packet(stack, tmp_path):
     """stack.capture(path) writes as pcap exactly the packets seen on the device, both ways."""
     path = tmp_path / "tcpf.pcap"
-    with netns.Sniffer(IFNAME) as sniffer:
+    with helpers.Sniffer(IFNAME) as sniffer:
         with stack.capture(str(path)):
             k, t = kernel_to_tcpfast(stack, 5010)
             with k, t:

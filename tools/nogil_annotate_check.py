@@ -1,10 +1,10 @@
 """nogil_annotate_check.py [HTML_DIR] -- no Python C-API call in the compiled core's nogil functions.
 
 Reads the annotated HTML that ``TCPFAST_ANNOTATE=1 python setup.py build_ext --inplace --force``
-writes beside each ``tcpfast/*.pyx`` and each file it includes (``tcpfast/_engine/*.pxi``, which
-Cython annotates in pages of their own), so with the build's own directives; finds every function
-declared ``nogil`` (the per-packet path: segment in, segment out, timers, rings, ranges, RACK,
-congestion control, the engine's loop) and reports the highest annotation score of its lines.
+writes beside each ``.pyx`` under ``tcpfast/`` and each file one includes (``tcpfast/_engine/*.pxi``,
+which Cython annotates in pages of their own), so with the build's own directives; finds every
+function declared ``nogil`` (the per-packet path: segment in, segment out, timers, rings, ranges,
+RACK, congestion control, the engine's loop) and reports the highest annotation score of its lines.
 Cython scores a line by the Python C-API calls its C makes; 0 means none. Exits 1 if any nogil
 function has a line that calls into the C-API, 2 if there is no annotation to read.
 """

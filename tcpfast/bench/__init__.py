@@ -1,6 +1,8 @@
 """``tcpfast bench``: tcpfast against the kernel's TCP, side by side, on this machine.
 
-* :mod:`tcpfast.bench.netns`: private network namespaces, veth pairs, ethtool-style switches;
+Its private network namespaces, veth pairs and ethtool-style switches come from
+:mod:`tcpfast.netns`.
+
 * :mod:`tcpfast.bench.loss`: random packet loss on a device (an eBPF classifier; netem's job);
 * :mod:`tcpfast.bench.impair`: the path impairer (:mod:`tcpfast._impair`, C) at work: its packet
   sockets, its thread, its measured ceiling;

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, asdict
 from typing import Any, Dict, Optional
 
-from tcpfast.bench import loss, netns
+from tcpfast import netns
+from tcpfast.bench import loss
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800

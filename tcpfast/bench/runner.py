@@ -34,8 +34,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from tcpfast.bench import impair, loss, netns, wan, workloads
+from tcpfast import netns
+from tcpfast.bench import impair, loss, wan, workloads
 
+NS_PREFIX = "tcpfb-"                # every namespace a run makes is named tcpfb-<pid>-<tag>
 TUN_LOCAL, TUN_PEER, TUN_PREFIX = "198.18.0.2", "198.18.0.1", 24
 VETH_LOCAL, VETH_PEER, VETH_PREFIX = "198.18.1.1", "198.18.1.2", 24
 VETH_A, VETH_B = "tfbva", "tfbvb"
@@ -175,7 +177,7 @@ class Run:
     def __init__(self, options: Options, progress: Optional[Progress] = None) -> None:
         self.o = options
         self.progress = progress or (lambda event, info: None)
-        tag = f"{netns.PREFIX}{os.getpid()}"
+        tag = f"{NS_PREFIX}{os.getpid()}"
         self.ns_tun, self.ns_a, self.ns_b = f"{tag}-tun", f"{tag}-va", f"{tag}-vb"
         self.made: List[str] = []
         self.tag = tag
@@ -191,7 +193,7 @@ class Run:
     # --- set-up and tear-down ----------------------------------------------------------------
 
     def setup(self) -> None:
-        netns.remove_stale()
+        netns.remove_stale(NS_PREFIX)
         for ns in (self.ns_tun, self.ns_a, self.ns_b):
             netns.create(ns)
             self.made.append(ns)

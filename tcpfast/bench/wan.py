@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from tcpfast.bench import loss, netns
+from tcpfast import netns
+from tcpfast.bench import loss
 from tcpfast.bench.impair import Port, ethernet
 
 LOCAL, PEER, PREFIX = "198.18.0.2", "198.18.0.1", 24

@@ -26,6 +26,7 @@ import random
 import resource
 import selectors
 import socket
+import ssl
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -143,8 +144,11 @@ def send_stream(sock: Any, duration: float, chunk: int, verify: bool) -> Result:
             hasher.update(s)
         sent += chunk
         i += 1
-    sock.shutdown(socket.SHUT_WR)
-    wait_eof(sock)
+    if isinstance(sock, ssl.SSLSocket):
+        sock.unwrap()      # close_notify; returns with the receiver's, sent after its last read
+    else:
+        sock.shutdown(socket.SHUT_WR)
+        wait_eof(sock)
     return {"bytes": sent, "t0": t0, "t1": now(),
             "sha256": hasher.hexdigest() if hasher is not None else None}
 
@@ -171,6 +175,8 @@ def recv_stream(sock: Any, chunk: int, deadline: float, verify: bool) -> Result:
             if now() > deadline:
                 raise TimeoutError(f"still receiving at the deadline ({total} bytes)")
     t1 = now()
+    if isinstance(sock, ssl.SSLSocket):
+        sock.unwrap()      # the sender's close_notify came: answer it (its unwrap waits for it)
     sock.close()
     return {"bytes": total, "t0": t0, "t1": t1,
             "sha256": hasher.hexdigest() if hasher is not None else None}
@@ -203,21 +209,40 @@ class Workload:
         return p["duration"] + p["io_timeout"] + 30
 
 
+TLS_NAME = "tcpfast.test"
+
+
+def tls_context(server: bool) -> ssl.SSLContext:
+    """The TLS contexts of the tls_* workloads: a self-signed test certificate shipped with the
+    benchmark (it protects nothing), verified by the client as its own CA. The same defaults
+    (TLS 1.3, the same cipher) for both stacks."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    cert = os.path.join(here, "tls_cert.pem")
+    if server:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, os.path.join(here, "tls_key.pem"))
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cert)
+    return ctx
+
+
 class Bulk(Workload):
     """Bulk transfer on one connection, ``out`` (the local end sends) or ``in`` (it receives).
     Throughput is the receiver's byte count over the time from the first end's start to the
     receiver's end of stream."""
 
     def __init__(self, name: str, direction: str, loss: bool = False, wan: bool = False,
-                 wan_lossy: bool = False) -> None:
+                 wan_lossy: bool = False, tls: bool = False) -> None:
         self.name = name
         self.direction = direction
+        self.tls = tls
         self.uses_loss = loss
         self.wan = wan
         self.wan_lossy = wan_lossy
         what = "send" if direction == "out" else "receive"
         self.title = f"bulk {what}" + (" under loss" if loss or wan_lossy else "") + \
-            (" over the WAN path" if wan else "")
+            (" over the WAN path" if wan else "") + (" through TLS (ssl.SSLContext)" if tls else "")
 
     def _end(self, sock: Any, sending: bool, p: Params) -> Result:
         sock.settimeout(p["io_timeout"])
@@ -229,12 +254,18 @@ class Bulk(Workload):
 
     def serve(self, listener: Any, p: Params) -> Result:
         sock, _ = listener.accept()
+        if self.tls:
+            sock.settimeout(p["io_timeout"])
+            sock = tls_context(server=True).wrap_socket(sock, server_side=True)
         with sock:
             return self._end(sock, self.direction == "in", p)
 
     def run(self, factory: Factory, addr: Address, p: Params) -> Result:
         with connect(factory, addr, p["io_timeout"]) as sock:
-            return self._end(sock, self.direction == "out", p)
+            if self.tls:
+                sock = tls_context(server=False).wrap_socket(sock, server_hostname=TLS_NAME)
+            with sock:
+                return self._end(sock, self.direction == "out", p)
 
     def metrics(self, local: Result, peer: Result, p: Params) -> List[Dict[str, Any]]:
         sender, receiver = (local, peer) if self.direction == "out" else (peer, local)
@@ -585,6 +616,8 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in (
     Bulk("wan_bulk_recv", "in", wan=True),
     Bulk("wan_loss_send", "out", wan=True, wan_lossy=True),
     Bulk("wan_loss_recv", "in", wan=True, wan_lossy=True),
+    Bulk("tls_send", "out", tls=True),
+    Bulk("tls_recv", "in", tls=True),
 )}
 
 # Names that stand for both directions of a workload.
@@ -592,6 +625,7 @@ GROUPS: Dict[str, List[str]] = {
     "wan_bulk": ["wan_bulk_send", "wan_bulk_recv"],
     "wan_loss": ["wan_loss_send", "wan_loss_recv"],
     "loss": ["loss_send", "loss_recv"],
+    "tls": ["tls_send", "tls_recv"],
 }
 
 

@@ -19,6 +19,8 @@ Workloads:
              bulk over a WAN path: 20 ms RTT (10 ms each way), no loss  Gbit/s
   wan_loss_send, wan_loss_recv (--workload wan_loss runs both)
              the same path with 1 % loss each way                    Gbit/s
+  tls_send, tls_recv (--workload tls runs both)
+             bulk through TLS (ssl.SSLContext.wrap_socket), one stream  Gbit/s
 
 The WAN path is a user-space impairer (C, tcpfast._impair) between the measured end and its
 peer, the same for both stacks; the kernel here has no netem. Its own forwarding capacity
@@ -40,7 +42,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from tcpfast.bench import loss, netns, report, runner, workloads
+from tcpfast import netns
+from tcpfast.bench import loss, report, runner, workloads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -25,10 +25,10 @@ import sys
 import threading
 from typing import Callable, List, Optional
 
+from tcpfast.netns import CLONE_NEWNET, NETNS_DIR
+
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/run/netns"
 
 
 class UpError(Exception):

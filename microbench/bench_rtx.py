@@ -1,15 +1,15 @@
 """Retransmission queue: sent segments inserted, then released by ACKs; compiled against pure
 Python.
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 
-tcpfast keeps no per-segment records. Sent-but-unacknowledged data stays in the connection's send
-ring (``_ring``: bytes from SND.UNA on; ``ring_consume`` releases what an ACK covers) and the
-sender's knowledge of what the peer holds beyond SND.UNA is the RFC 6675 SACK scoreboard
-(``_rtx``: ranges of sequence space; ``sb_update`` inserts a SACK's blocks, ``sb_advance``
-releases below the cumulative ACK). Retransmissions are cut from the ring by sequence number.
-The ring has no Python interface, so its insert and release are reached through the Tcb's send
-path; the scoreboard has one (``tcpfast._rtx.Scoreboard``). Two groups:
+Sent-but-unacknowledged data stays in the connection's send ring (``_ring``: bytes from SND.UNA
+on; ``ring_consume`` releases what an ACK covers); retransmissions are cut from the ring by
+sequence number. The ring has no Python interface, so its insert and release are reached through
+the Tcb's send path. The RFC 6675 SACK scoreboard (ranges of sequence space; ``sb_update``
+inserts a SACK's blocks, ``sb_advance`` releases below the cumulative ACK) is no longer what the
+stack uses (its loss detection is RACK-TLP, ``_rack``); it is kept as a reference,
+``tcpfast.testing.Scoreboard``, and measured here. Two groups:
 
 * ``rtx queue (10 x 1448 B sent, 5 ACKs)``: on an ESTABLISHED connection (``peer.py``),
   ``send()`` 10 segments' worth of data, ``transmit()`` them (each a 1500-byte packet with its
@@ -20,7 +20,7 @@ path; the scoreboard has one (``tcpfast._rtx.Scoreboard``). Two groups:
   ``struct``, windows, RTT sample and congestion window updated as the Tcb does.
 * ``rtx SACK scoreboard (32 segments, 2 holes)``: a recovery episode over 32 segments with
   segments 0 and 10 lost: 30 ACKs whose SACK blocks (most recent first, up to 3, RFC 2018 §4)
-  insert what arrived, then two cumulative ACKs that release it all. ``tcpfast._rtx.Scoreboard``
+  insert what arrived, then two cumulative ACKs that release it all. ``tcpfast.testing.Scoreboard``
   against ``pure.Scoreboard`` (a sorted list of ranges), on the same ACKs, across the 2**32 wrap.
 
 Before timing, each case checks that the oracle agrees with the compiled code on its input: the
@@ -36,7 +36,7 @@ import pytest
 import peer
 import pure
 from pure_tcb import PureTcb
-from tcpfast._rtx import Scoreboard
+from tcpfast.testing import Scoreboard
 from tcpfast._tcb import Tcb
 from tcpfast.wire import TCPFlags, parse_packet
 

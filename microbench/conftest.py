@@ -1,13 +1,13 @@
 """Micro-benchmarks of tcpfast's compiled core against pure Python (pytest-benchmark).
 
     pip install '.[bench]'
-    pytest bench --benchmark-only
+    pytest microbench --benchmark-only
 
 Run from the checkout with the ``pytest`` entry point (as for the tests), so that the installed,
 compiled tcpfast is imported rather than the source tree.
 
-Each benchmark group puts a compiled figure beside its pure-Python figures (``bench/pure.py``,
-``bench/pure_tcb.py``); ``bench/README.md`` lists them all:
+Each benchmark group puts a compiled figure beside its pure-Python figures (``microbench/pure.py``,
+``microbench/pure_tcb.py``); ``microbench/README.md`` lists them all:
 
 * ``checksum 64 B`` / ``1500 B`` / ``64 KiB`` (``bench_checksum.py``): ``tcpfast.checksum.checksum``
   against the word loop of ``tests/oracle.py`` (``pure-wordloop``, the baseline of the issue's
@@ -27,7 +27,7 @@ pure-Python one (ratio of medians) and the 64 KiB checksum's throughput, with th
 64 KiB checksum >= 4 GB/s and >= 50x the pure-Python oracle. Nothing here asserts on speed.
 
 pytest collects ``test_*.py`` by default; the hook below also collects this directory's
-``bench_*.py`` files, so no configuration outside ``bench/`` is needed.
+``bench_*.py`` files, so no configuration outside ``microbench/`` is needed.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ TARGET_SPEEDUP = 50.0
 
 
 def pytest_collect_file(file_path, parent):
-    # A file named on the command line (``pytest bench/bench_seq.py``) is collected by pytest's own
-    # Python plugin whatever its name: collecting it here too would run every benchmark twice.
+    # A file named on the command line (``pytest microbench/bench_seq.py``) is collected by pytest's
+    # own Python plugin whatever its name: collecting it here too would run every benchmark twice.
     if file_path.suffix == ".py" and file_path.name.startswith("bench_") \
             and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)

@@ -1,6 +1,6 @@
 """Internet checksum: compiled against pure Python, at 64 B, 1500 B and 64 KiB.
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 """
 import random
 

@@ -50,7 +50,7 @@ cdef class SimPair:
     cdef uint8_t* chunk_ba
     cdef uint8_t keep_chunks
     cdef uint8_t do_shutdown
-    cdef uint64_t c_sent, c_delivered, c_lost, c_queue_drops, c_duplicated, c_corrupted
+    cdef uint64_t c_sent, c_delivered, c_lost, c_duplicated, c_corrupted
     cdef uint64_t c_bad_packets, c_rst_replies, c_reordered, c_steps
     cdef uint64_t read_ns_per_byte   # read_rate: the applications read this slowly (0: at once)
     cdef uint32_t max_wnd_a, max_wnd_b   # the largest window each end advertised

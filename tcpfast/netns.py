@@ -1,17 +1,22 @@
-"""Private network namespaces, veth pairs and ethtool-style offload switches for the benchmarks.
+"""Private network namespaces, veth pairs and ethtool-style offload switches: the one home of the
+namespace helpers, for ``tcpfast bench``, ``tcpfast up`` and the tests that run over TUN.
 
-Everything a benchmark creates here (namespaces, veth pairs, addresses) lives inside namespaces
-it names with its own prefix and process id, and removes again. A namespace holds only ``lo`` and
-what the benchmark adds, with IP forwarding off, so no packet can reach the machine's own
-interfaces or any outside address. It is part of the package because ``tcpfast bench`` runs from
-an installed copy; it needs only the ``ip`` command of iproute2 and the standard library.
+Everything made with these (namespaces, veth pairs, TUN devices, addresses) lives inside
+namespaces that the caller names, with its own prefix and process id, and removes again. A
+namespace holds only ``lo`` and what the caller adds, with IP forwarding off, so no packet can reach
+the machine's own interfaces or any outside address. It is part of the package because
+``tcpfast bench`` runs from an installed copy; it needs only the ``ip`` command of iproute2 and
+the standard library.
 
-Linux network namespaces belong to threads: :func:`call_in` runs a function in a short-lived
-thread that first joins the namespace, so the caller's own thread never moves.
-:func:`exec_argv` is the prefix that starts a process inside one (``ip netns exec``).
+Linux network namespaces belong to threads. :func:`call_in` runs a function in a short-lived
+thread that first joins the namespace, so the caller's own thread never moves; :func:`inside`
+moves the calling thread in for the length of a ``with`` block (sockets, TUN devices and threads
+created there belong to the namespace). :func:`exec_argv` is the prefix that starts a process
+inside one (``ip netns exec``), :func:`run` runs one to completion.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -22,15 +27,17 @@ import struct
 import subprocess
 import threading
 import time
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, Iterator, List, Optional, TypeVar
 
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
-PREFIX = "tcpfb-"                  # every namespace made here is named tcpfb-<pid>-<tag>
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# The namespace this process started in (the "machine's own" for :func:`origin_links`), taken when
+# this module is first imported, before any thread of the process has moved.
+_ORIGIN_FD = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
 # --- can we? -------------------------------------------------------------------------------------
@@ -49,6 +56,11 @@ def unavailable() -> Optional[str]:
     os.close(fd)
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
+    for module in ("pytun", "pyroute2"):      # the stack's own dependencies for a TUN device
+        try:
+            __import__(module)
+        except ImportError as exc:
+            return f"{module} is not importable: {exc}"
     return None
 
 
@@ -75,29 +87,62 @@ def exec_argv(ns: str) -> List[str]:
     return ["ip", "netns", "exec", ns]
 
 
-def call_in(ns: str, fn: Callable[[], T], timeout: float = 30) -> T:
-    """Call ``fn()`` in a new thread that first joins namespace ``ns``; return its value."""
+def run(ns: str, *argv: str, timeout: float = 20,
+        check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside ``ns`` (``ip netns exec``) to completion, bounded in time; with ``check``
+    a non-zero exit raises :class:`subprocess.CalledProcessError`."""
+    return subprocess.run(exec_argv(ns) + list(argv), capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def _call_in_thread(enter: Callable[[], None], fn: Callable[[], T], timeout: float,
+                    what: str) -> T:
+    """Call ``fn()`` in a new thread that first calls ``enter()`` (which joins a namespace)."""
     box: Dict[str, object] = {}
 
     def body() -> None:
         try:
-            target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
+            enter()
             box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             box["error"] = exc
 
-    t = threading.Thread(target=body, name=f"in-{ns}", daemon=True)
+    t = threading.Thread(target=body, name=f"in-{what}", daemon=True)
     t.start()
     t.join(timeout)
     if t.is_alive():
-        raise TimeoutError(f"helper thread in namespace {ns} did not finish in {timeout} s")
+        raise TimeoutError(f"helper thread in namespace {what} did not finish in {timeout} s")
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
+
+
+def _enter(ns: str) -> None:
+    """Move the calling thread into namespace ``ns``."""
+    target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
+def call_in(ns: str, fn: Callable[[], T], timeout: float = 30) -> T:
+    """Call ``fn()`` in a new thread that first joins namespace ``ns``; return its value."""
+    return _call_in_thread(lambda: _enter(ns), fn, timeout, ns)
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Move the calling thread into namespace ``ns`` for the duration of the block."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _enter(ns)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
 
 
 def listed() -> List[str]:
@@ -107,7 +152,8 @@ def listed() -> List[str]:
 
 
 def create(name: str) -> None:
-    """Create namespace ``name``, bring its ``lo`` up and turn IP forwarding off in it."""
+    """Create namespace ``name``, bring its ``lo`` up and turn IP forwarding off in it (read back:
+    :class:`OSError` if it stays on)."""
     ip("netns", "add", name)
     try:
         ip("link", "set", "lo", "up", ns=name)
@@ -117,6 +163,9 @@ def create(name: str) -> None:
                 if os.path.exists(path):
                     with open(path, "w") as f:
                         f.write("0")
+                    with open(path) as f:
+                        if f.read().strip() != "0":
+                            raise OSError(f"{path} stays on in namespace {name}")
         call_in(name, no_forwarding)
     except BaseException:
         remove(name)
@@ -158,15 +207,15 @@ def remove(name: str) -> None:
         ip("netns", "del", name, check=False)
 
 
-def remove_stale() -> List[str]:
-    """Remove namespaces a benchmark run left behind when it was killed outright (SIGKILL):
-    those named ``tcpfb-<pid>-...`` whose process no longer exists."""
+def remove_stale(prefix: str) -> List[str]:
+    """Remove namespaces that a run killed outright (SIGKILL) left behind: those named
+    ``<prefix><pid>`` or ``<prefix><pid>-...`` whose process no longer exists."""
     removed = []
     for name in listed():
-        if not name.startswith(PREFIX):
+        if not name.startswith(prefix):
             continue
         try:
-            owner = int(name[len(PREFIX):].split("-", 1)[0])
+            owner = int(name[len(prefix):].split("-", 1)[0])
         except ValueError:
             continue
         if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
@@ -175,10 +224,17 @@ def remove_stale() -> List[str]:
     return removed
 
 
-def links(ns: Optional[str] = None) -> List[str]:
-    """Names of the links in ``ns`` (None: the namespace this process runs in)."""
-    out = ip("-o", "link", "show", ns=ns).stdout
+def links(ns: Optional[str] = None, kind: Optional[str] = None) -> List[str]:
+    """Names of the links in ``ns`` (None: the namespace of the calling thread), optionally of one
+    kind only (``tun``, ``veth``, ``ifb``...)."""
+    out = ip("-o", "link", "show", *(["type", kind] if kind else []), ns=ns).stdout
     return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
+
+
+def origin_links(kind: Optional[str] = None) -> List[str]:
+    """:func:`links` of the namespace this process started in, whichever the caller's thread is in
+    (to check that nothing made for a private namespace appeared on the machine's own)."""
+    return _call_in_thread(lambda: _setns(_ORIGIN_FD), lambda: links(None, kind), 30, "origin")
 
 
 def add_veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int) -> None:

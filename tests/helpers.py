@@ -1,199 +1,43 @@
-"""Helpers for the tests that run the stack over TUN with the Linux kernel as its peer.
+"""Helpers for the tests: threads and waiting, memory, and packets from the kernel side of a TUN
+device (inject, sniff, impair).
 
-Everything these tests create (the stack's TUN device, the relay's TUN device, addresses, routes,
-qdiscs) lives inside one private network namespace that the test run creates and removes. The
-namespace holds only ``lo`` and what the tests add, IP forwarding is off in it, so no packet can
-leave it: a packet sent to an address that is not in it goes nowhere.
-
-Linux network namespaces belong to threads: :func:`inside` moves the calling thread into the
-namespace and back; sockets, TUN devices and threads created while inside belong to it.
-Processes that need the namespace run through ``ip netns exec`` (:func:`run`).
+The network namespaces themselves (create, enter, run in, remove) come from :mod:`tcpfast.netns`,
+the one home of those helpers; everything the tests create lives inside one private namespace
+that the test run creates and removes (``conftest.py``). The namespace holds only ``lo`` and what
+the tests add, IP forwarding is off in it, so no packet can leave it.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import heapq
 import os
 import random
 import select
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Optional
 
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/run/netns"
+from tcpfast import netns
+
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4         # sll_pkttype of a packet the kernel sends (here: towards the stack)
 
-_libc = ctypes.CDLL(None, use_errno=True)
-# The namespace this process started in (the "machine's own" as far as the tests are concerned).
-_ORIGIN_FD = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-
-def unavailable() -> Optional[str]:
-    """Why the namespace machinery cannot be had here, or None when it can."""
-    if os.geteuid() != 0:
-        return "needs root (CAP_NET_ADMIN) for network namespaces and TUN devices"
-    if not os.path.exists("/dev/net/tun"):
-        return "/dev/net/tun does not exist"
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is not installed"
-    for module in ("pytun", "pyroute2"):
-        try:
-            __import__(module)
-        except ImportError as exc:
-            return f"{module} is not importable: {exc}"
-    return None
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns: {os.strerror(e)}")
-
-
-def _run_in_ns_fd(fd: int, fn: Callable[[], object]) -> object:
-    """Call fn in a new thread that first joins the namespace behind fd."""
-    box: dict = {}
-
-    def body() -> None:
-        try:
-            _setns(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=body, daemon=True)
-    t.start()
-    t.join(30)
-    if t.is_alive():
-        raise TimeoutError("helper thread in a namespace did not finish in 30 s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def create(name: str) -> None:
-    """Create the named namespace, bring its ``lo`` up, turn forwarding off (also for IPv6)."""
-    import pyroute2.netns
-
-    pyroute2.netns.create(name)
-    try:
-        run(name, "ip", "link", "set", "lo", "up")
-        with inside(name):
-            for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
-                with open(path, "w") as f:
-                    f.write("0")
-                with open(path) as f:
-                    assert f.read().strip() == "0", path
-    except BaseException:
-        remove(name)
-        raise
-
-
-def pids(name: str) -> List[int]:
-    """Processes in the namespace (subprocesses the tests started), not counting this one."""
-    try:
-        ns_ino = os.stat(os.path.join(NETNS_DIR, name)).st_ino
-    except FileNotFoundError:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino == ns_ino:
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
-def remove(name: str) -> None:
-    """Kill what still runs in the namespace (by pid) and remove it."""
-    import pyroute2.netns
-
-    for pid in pids(name):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    if os.path.exists(os.path.join(NETNS_DIR, name)):
-        pyroute2.netns.remove(name)
-
-
-def remove_stale(prefix: str) -> None:
-    """Remove namespaces ``<prefix><pid>`` left by earlier runs that were killed (their pid is gone)."""
-    for entry in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else ():
-        pid = entry[len(prefix):]
-        if entry.startswith(prefix) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            remove(entry)
-
-
-def listed(name: str) -> bool:
-    """Whether ``ip netns list`` still shows the namespace."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-    return any(line.split()[0] == name for line in out.splitlines() if line.strip())
-
-
-@contextlib.contextmanager
-def inside(name: str) -> Iterator[None]:
-    """Move the calling thread into the namespace for the duration of the block."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-
-
-def run(name: str, *argv: str, timeout: float = 20, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command inside the namespace (``ip netns exec``), bounded in time."""
-    return subprocess.run(["ip", "netns", "exec", name, *argv], capture_output=True, text=True,
-                          timeout=timeout, check=check)
-
-
-def links(name: str, kind: Optional[str] = None) -> List[str]:
-    """Names of the links in the namespace, optionally of one kind (``tun``, ``ifb``...)."""
-    argv = ["ip", "-n", name, "-o", "link", "show"] + (["type", kind] if kind else [])
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
-    return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
-
-
-def origin_links(kind: Optional[str] = None) -> List[str]:
-    """Names of the links in the namespace this process started in (``ip -o link show``)."""
-    argv = ["ip", "-o", "link", "show"] + (["type", kind] if kind else [])
-
-    def list_links() -> List[str]:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
-        return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
-
-    return _run_in_ns_fd(_ORIGIN_FD, list_links)  # type: ignore[return-value]
-
 
 def qdisc_available(name: str, kind: str) -> Optional[str]:
     """None when the kernel has the qdisc ``kind``, else tc's error (tried on a dummy ifb device)."""
     probe = "tcpfprobe0"
-    made = run(name, "ip", "link", "add", probe, "type", "ifb", check=False)
+    made = netns.run(name, "ip", "link", "add", probe, "type", "ifb", check=False)
     if made.returncode != 0:
         return f"cannot create an ifb device: {made.stderr.strip()}"
     try:
-        r = run(name, "tc", "qdisc", "add", "dev", probe, "root", kind, check=False)
+        r = netns.run(name, "tc", "qdisc", "add", "dev", probe, "root", kind, check=False)
         return None if r.returncode == 0 else (r.stderr.strip() or f"tc exited {r.returncode}")
     finally:
-        run(name, "ip", "link", "del", probe, check=False)
+        netns.run(name, "ip", "link", "del", probe, check=False)
 
 
 # --- threads, waiting, memory --------------------------------------------------------------------
@@ -363,14 +207,14 @@ class Impairer:
             for iface in ("all", "default", self.dev, self.relay_dev):
                 with open(f"/proc/sys/net/ipv4/conf/{iface}/rp_filter", "w") as f:
                     f.write("0")
-            run(self.ns, "ip", "route", "add", f"{self.stack_ip}/32", "dev", self.relay_dev,
-                "src", self.kernel_ip)
-            run(self.ns, "tc", "qdisc", "add", "dev", self.dev, "ingress")
-            self._undo.append(lambda: run(self.ns, "tc", "qdisc", "del", "dev", self.dev, "ingress",
-                                          check=False))
-            run(self.ns, "tc", "filter", "add", "dev", self.dev, "parent", "ffff:", "protocol", "ip",
-                "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev",
-                self.relay_dev)
+            netns.run(self.ns, "ip", "route", "add", f"{self.stack_ip}/32", "dev", self.relay_dev,
+                      "src", self.kernel_ip)
+            netns.run(self.ns, "tc", "qdisc", "add", "dev", self.dev, "ingress")
+            self._undo.append(lambda: netns.run(self.ns, "tc", "qdisc", "del", "dev", self.dev,
+                                                "ingress", check=False))
+            netns.run(self.ns, "tc", "filter", "add", "dev", self.dev, "parent", "ffff:",
+                      "protocol", "ip", "u32", "match", "u32", "0", "0", "action", "mirred",
+                      "egress", "redirect", "dev", self.relay_dev)
             self.out = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._undo.append(self.out.close)
         except BaseException:

@@ -1,7 +1,7 @@
 """Wire format: parse a 1500-byte TCP/IPv4 packet, emit a pure ACK; compiled against pure Python.
 (Sequence-number arithmetic is in ``bench_seq.py``.)
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 """
 import random
 from ipaddress import IPv4Address

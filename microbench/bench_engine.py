@@ -1,5 +1,5 @@
-"""The connection engine on its own: two connections over the simulated link (tcpfast._simlink),
-everything per packet in C with the GIL released.
+"""The connection engine on its own: two connections over the simulated link
+(tcpfast.testing.SimPair), everything per packet in C with the GIL released.
 
 * ``engine bulk MTU 1500``: 200 MB one way with no loss on one core: the payload rate (Gbit/s,
   printed by the summary) is that of the whole per-segment path, both ends: application data
@@ -12,7 +12,7 @@ One segment through a single state machine from Python, beside a pure-Python TCB
 """
 import pytest
 
-from tcpfast._simlink import SimPair
+from tcpfast.testing import SimPair
 
 BULK = 200_000_000
 

@@ -81,7 +81,8 @@ cdef class SimPair:
     link delays packets by ``delay`` seconds plus up to ``jitter``; ``rate`` (bytes/s, 0 for
     unlimited) serialises them; ``loss``/``duplicate``/``corrupt`` are per-packet probabilities
     and ``reorder`` the probability that a packet is held back by an extra delay. ``queue`` bounds
-    the packets in flight on the link (more are dropped, as a router's full queue would).
+    the packets in flight on the link: when it is full a sender's next packet waits for room (as
+    behind a full device queue) and no duplicate is made; nothing is dropped for want of room.
     By default the two directions share the ``rate`` (ACKs queue behind data); ``duplex=True``
     gives each direction its own, as a full-duplex link.
     ``read_rate`` (bytes/s, 0 for at once) makes both applications slow readers: each reads at

@@ -1,6 +1,6 @@
 """Sequence-number arithmetic (RFC 9293 §3.4, RFC 1982): tcpfast._seq against pure Python.
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 
 The compiled helpers are ``cdef inline`` functions in ``tcpfast/_seq.pxd``: the engine calls them
 from C, where each is one subtraction and one compare. From Python the only way in is
@@ -8,7 +8,7 @@ from C, where each is one subtraction and one compare. From Python the only way 
 are 32-bit values, so:
 
 * ``seq <op> (8 calls)``: each wrapper called from a Python loop, beside the same expression as a
-  pure-Python function (``bench/pure.py``). This measures the cost of a call, and the compiled
+  pure-Python function (``microbench/pure.py``). This measures the cost of a call, and the compiled
   figure is expected to be close to the pure one, or behind it: argument checks cost about as much
   as the arithmetic they guard.
 * ``seq lt x4096 (map)``: the nearest thing to a batch that the module offers. ``_seq`` has no

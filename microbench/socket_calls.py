@@ -1,7 +1,7 @@
 """Per-call cost of ``recv`` of already-buffered data and ``send`` into free buffer space,
 tcpfast.socket beside the kernel's socket.socket, measured side by side in one run (issue 5).
 
-    sudo python bench/socket_calls.py [--rounds 5]
+    sudo python microbench/socket_calls.py [--rounds 5]
 
 Runs in a private network namespace it creates and removes. For each size (64 B, 4 KiB,
 64 KiB): the receiving socket's buffer is filled by a kernel peer first, then ``recv(size)`` is

@@ -1,7 +1,7 @@
 """One in-order data segment through the connection state machine: packet bytes in, the ACK's
 bytes out, the data read; tcpfast._tcb.Tcb against a compact pure-Python TCB (``pure_tcb.py``).
 
-Run with ``pytest bench --benchmark-only`` (see ``bench/conftest.py``).
+Run with ``pytest microbench --benchmark-only`` (see ``microbench/conftest.py``).
 
 The connection is ESTABLISHED by a passive open (``peer.py``: window scaling, timestamps and SACK
 on, MSS 1460); the peer then sends 1448-byte segments in order (1500-byte packets, both checksums
