@@ -9,10 +9,11 @@ byte counts or negative errno values that the socket layer raises as the kernel'
 
 Variables are named as RFC 9293 §3.3.1 names them, in lower case.
 """
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 from tcpfast._wire cimport ip_repr, tcp_repr, pkt_repr
-from tcpfast._ring cimport ring, mem_pool
+from tcpfast._ring cimport ring, mem_pool, ring_space
 from tcpfast._ranges cimport seq_ranges
 from tcpfast._rtx cimport rtt_estimator
 from tcpfast._cc cimport cc_state, cc_algo, prr_state
@@ -33,6 +34,7 @@ ctypedef enum tcp_state:
     CLOSING
     LAST_ACK
     TIME_WAIT
+    TCP_STATE_COUNT
 
 
 # What on_segment asks of its caller.
@@ -41,13 +43,14 @@ cdef enum:
     SEG_REPLY_RST = 1           # answer with reset_for_segment() (RFC 9293 §3.10.7)
 
 
-# Readiness the socket layer waits on (bits of Tcb.events, set by the TCB, cleared by the reader).
+# What a connection is ready for (tcb_poll, below): the bits of <poll.h>, and one of our own.
 cdef enum:
-    EV_READABLE = 1             # data, end-of-stream or an error to collect
-    EV_WRITABLE = 2             # room in the send buffer (or an error)
-    EV_ERROR = 4                # Tcb.error is set
-    EV_CONNECTED = 8            # reached ESTABLISHED (a passive one is ready for accept)
-    EV_CLOSED = 16              # reached CLOSED: the engine may free it
+    POLL_IN = 0x001             # data, end of stream, an error to collect
+    POLL_OUT = 0x004            # room to send (or sending would fail at once)
+    POLL_ERR = 0x008            # an error, and the connection is gone
+    POLL_HUP = 0x010            # both directions are done (or the connection is gone)
+    POLL_RDHUP = 0x2000         # the peer's FIN arrived
+    POLL_NOMEM = 0x10000        # not writable until the stack's buffer memory comes back
 
 
 ctypedef struct tcb_config:
@@ -120,6 +123,84 @@ ctypedef struct tcb_stats:
     uint64_t undo_events        # cwnd/ssthresh restored after a spurious reduction (RFC 4015)
 
 
+# What the engine keeps about a connection, in one struct the Tcb carries for it (as smoltcp's
+# iface/socket_meta.rs): its place in the connection table, on the timer wheel, in the list of
+# connections with something due and in its listener's queues, and the socket's readiness fds.
+# Only the engine (_engine/) reads or writes it; the TCB never does. The lists hold these structs,
+# so the engine keeps its connections typed; ``tcb`` leads back to the Tcb that carries it.
+cdef struct conn_meta:
+    void* tcb                   # the Tcb that carries this struct (borrowed: it is its owner)
+    # the connection table (_engine/table.pxi): the chain, and the 4-tuple it is filed under
+    conn_meta* hash_next        # also the chain of the list of connections to release
+    uint8_t in_table
+    uint8_t version
+    uint16_t lport
+    uint16_t rport
+    uint8_t laddr[16]
+    uint8_t raddr[16]
+    uint8_t reuse               # its socket had SO_REUSEADDR (a TIME-WAIT keeps it, as Linux)
+    # the timer wheel (_engine/timers.pxi)
+    conn_meta* wheel_next
+    conn_meta* wheel_prev
+    uint64_t wheel_at
+    int wheel_slot              # -1: not on the wheel
+    # the list of connections with something due (_engine/dispatch.pxi)
+    conn_meta* dirty_next
+    uint8_t dirty
+    # its listener (_engine/listen.pxi)
+    void* listener              # borrowed: the Listener it came from (alive while it is listed)
+    uint8_t embryonic           # counted in its listener's SYN queue
+    uint8_t queued              # in its listener's accept queue
+    # The socket's readiness (_engine/readiness.pxi). The socket's file descriptor is one end of a
+    # socketpair (app_fd, its fileno()); the engine holds the other (peer_fd). A token byte
+    # written into the peer end makes the socket's fd readable; filling the socket's own end up
+    # makes it unwritable. So select, poll, epoll and asyncio see what the connection is ready for.
+    int app_fd
+    int peer_fd
+    uint8_t rd_token            # the app end is readable (a token is queued)
+    uint8_t wr_blocked          # the app end is filled (unwritable)
+    uint8_t fd_phase            # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
+    # What the socket has been told of its connect() and of the connection's error (Linux keeps
+    # these in the socket: SS_CONNECTING, and sk_err cleared once reported). The engine keeps them
+    # here so that the socket layer has no connection state of its own (Engine.connect_again,
+    # connect_status, sock_error, recv_error, send_error).
+    uint8_t connecting          # a connect() is in progress (Linux's SS_CONNECTING)
+    uint8_t failed              # the attempt failed and was reported: connect() starts over
+    uint8_t err_reported        # the connection's error was reported once
+
+
+# What the socket layer may know of a connection: the state, the error, the peer's FIN, the
+# endpoints, TCP_INFO's variables and the counters, copied at once by Tcb.get_facts() (under the
+# engine's lock, by Engine.conn_facts) so that nobody reads a Tcb while the engine changes it.
+ctypedef struct tcb_facts:
+    int state                   # tcp_state
+    int error                   # errno to report, 0 = none
+    uint8_t rcv_fin             # the peer's FIN was received
+    uint8_t version             # 4 or 6
+    uint8_t laddr[16]
+    uint8_t raddr[16]
+    uint16_t lport
+    uint16_t rport
+    uint16_t smss
+    uint8_t in_recovery
+    uint8_t retries             # consecutive retransmission-timer expirations
+    uint8_t ts_ok
+    uint8_t sack_ok
+    uint8_t ws_ok
+    uint8_t snd_wscale
+    uint8_t rcv_wscale
+    uint32_t rto                # us
+    uint32_t unacked            # bytes sent and not acknowledged (SND.MAX - SND.UNA)
+    uint32_t rcv_wnd            # the window we last advertised, from RCV.NXT
+    uint8_t has_srtt
+    uint32_t srtt               # us (when has_srtt)
+    uint32_t rttvar             # us
+    uint32_t ssthresh
+    uint32_t cwnd
+    tcb_stats stats
+
+
+@cython.final
 cdef class Tcb:
     # --- identity -----------------------------------------------------------------------------
     cdef ip_repr ip             # template of our packets: src = local, dst = remote
@@ -130,6 +211,7 @@ cdef class Tcb:
     cdef uint8_t passive        # came from LISTEN (RFC 9293: "initiated with a passive OPEN")
     cdef uint8_t orphan         # the application closed: nobody reads any more
     cdef uint8_t synced         # reached ESTABLISHED once
+    cdef uint32_t entered[TCP_STATE_COUNT]   # times each state was entered (set_state counts)
     cdef uint8_t iss_fixed      # tests: use iss_value rather than the RFC 6528 ISN
     cdef uint32_t iss_value
     cdef list _py_out           # Python-level interface: resets queued by receive()
@@ -253,32 +335,11 @@ cdef class Tcb:
 
     # --- towards the application --------------------------------------------------------------
     cdef readonly int error     # errno to report (ECONNREFUSED, ECONNRESET, ETIMEDOUT), 0 = none
-    cdef public int events      # EV_* bits
+    cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
     cdef tcb_stats stats
 
-    # --- owned by the engine (_engine.pyx): table chain, timer wheel, dirty list, wake-ups ------
-    cdef void* eng_hash_next
-    cdef void* eng_wheel_next
-    cdef void* eng_wheel_prev
-    cdef uint64_t eng_wheel_at
-    cdef int eng_wheel_slot     # -1: not on the wheel
-    cdef void* eng_dirty_next
-    cdef uint8_t eng_dirty
-    cdef uint8_t eng_in_table
-    cdef uint8_t eng_embryonic  # counted in its listener's SYN queue
-    cdef uint8_t eng_queued     # in its listener's accept queue
-    cdef uint8_t eng_reuse      # its socket had SO_REUSEADDR (a TIME-WAIT keeps it, as Linux)
-    cdef void* eng_listener     # borrowed: the Listener it came from (alive while it is listed)
-    # The socket's file descriptor is one end of a socketpair (eng_app_fd, its fileno()); the
-    # engine holds the other (eng_peer_fd). A token byte written into the peer end makes the
-    # socket's fd readable; filling the socket's own end up makes it unwritable. So select,
-    # poll, epoll and asyncio see exactly what the connection is ready for.
-    cdef int eng_app_fd
-    cdef int eng_peer_fd
-    cdef uint8_t eng_rd_token   # the app end is readable (a token is queued)
-    cdef uint8_t eng_wr_blocked # the app end is filled (unwritable)
-    cdef uint8_t eng_fd_phase   # 1: peer end shut for writing (RDHUP), 2: both (HUP), 3: error
-    cdef int soft_error         # last ICMP error (RFC 1122 §4.2.3.9 soft error), reported on timeout
+    # --- what the engine keeps about this connection (only _engine/ reads or writes it) ------
+    cdef conn_meta meta
 
     # --- C API --------------------------------------------------------------------------------
     cdef void configure(self, const tcb_config* cfg) noexcept nogil
@@ -296,6 +357,9 @@ cdef class Tcb:
     cdef int user_abort(self, uint64_t now) noexcept nogil
     cdef int open_from_cookie(self, const pkt_repr* p, uint32_t iss, uint16_t mss,
                               uint64_t now) noexcept nogil
+    cdef void set_state(self, int state) noexcept nogil
+    cdef void get_facts(self, tcb_facts* f) noexcept nogil
+    cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil
     cdef void on_icmp_error(self, int err, uint32_t mtu, bint hard) noexcept nogil
     cdef uint32_t send_space(self) noexcept nogil
     cdef uint32_t recv_available(self) noexcept nogil
@@ -356,12 +420,64 @@ cdef class Tcb:
     cdef void _ack_loss_news(self) noexcept nogil
 
 
+# What the connection is ready for, as Linux's tcp_poll() computes it: the one model of
+# readiness. set_state() and the data paths change what it reads, and nothing else; the engine
+# shows the result through the socket's fd (_engine/readiness.pxi), state_of() reports it.
+cdef inline uint32_t tcb_hangup(Tcb t) noexcept nogil:
+    """POLL_ERR (an error, the connection gone), POLL_HUP (both directions done, or gone),
+    POLL_RDHUP (the peer's FIN): each one-way, as the connection moves on."""
+    cdef uint32_t mask = 0
+    if t.error and t.state == CLOSED:
+        mask |= POLL_ERR
+    if (t.rcv_fin and t.fin_queued) or t.state == CLOSED or t.state == TIME_WAIT:
+        mask |= POLL_HUP
+    if t.rcv_fin:
+        mask |= POLL_RDHUP
+    return mask
+
+
+cdef inline bint tcb_readable(Tcb t) noexcept nogil:
+    """POLL_IN: data to read, end of stream, an error, or a connection that closed."""
+    return t.rcvbuf.used > 0 or t.rcv_fin or t.error != 0 or (t.state == CLOSED and t.synced)
+
+
+cdef inline uint32_t tcb_send_ready(Tcb t) noexcept nogil:
+    """POLL_OUT as Linux's: not while connecting; then when a third of the send buffer is free
+    (sk_stream_is_writeable), or when sending would fail at once (error, shut down, closed).
+    POLL_NOMEM: not writable because the stack's buffer memory is exhausted (send_space is then
+    the room in the storage this connection already has; writable again when a third of that
+    is free, or when memory comes back)."""
+    cdef uint32_t space
+    if t.state == SYN_SENT or t.state == SYN_RECEIVED:
+        return POLL_OUT if t.error else 0
+    if t.state != ESTABLISHED and t.state != CLOSE_WAIT:
+        return POLL_OUT
+    if t.fin_queued or t.error:
+        return POLL_OUT
+    space = t.send_space()
+    if space < ring_space(&t.sndbuf):
+        if space > 0 and space * 3 >= t.sndbuf.size:
+            return POLL_OUT
+        return POLL_NOMEM
+    return POLL_OUT if space > 0 and space * 3 >= t.sndbuf.cap else 0
+
+
+cdef inline uint32_t tcb_poll(Tcb t) noexcept nogil:
+    """Every bit at once (the engine's readiness takes them one by one, as it needs them)."""
+    return tcb_hangup(t) | (POLL_IN if tcb_readable(t) else 0) | tcb_send_ready(t)
+
+
 # RFC 9293 §3.10.7.1: the reset that answers a segment arriving for no connection (or that a
 # state's rules answer with a reset). Writes an IP packet into buf; returns its length, or 0 when
 # the segment itself carries RST (never answer a reset with a reset).
 cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil
+# RFC 4987 §3.6: the SYN-ACK that answers a SYN with a cookie (the ISS) and keeps no state.
+cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_config* cfg,
+                               uint8_t ttl, uint8_t* buf, size_t cap) noexcept nogil
 
 # Defaults as Linux (see tcb_config); used by the Python-level constructor and the engine.
 cdef void tcb_config_default(tcb_config* cfg) noexcept nogil
 # Options by name (times in seconds), checked; as the Tcb constructor takes them.
 cdef int config_update(tcb_config* cfg, dict options) except -1
+# The other way: a configuration as options by name (times in seconds).
+cdef dict config_options(const tcb_config* cfg)

@@ -6,12 +6,15 @@ from _typeshed import ReadableBuffer as Buffer
 from tcpfast._ring import MemPool
 
 STATE_NAMES: Tuple[str, ...]
+TCPI_STATE: Tuple[int, ...]
 OPTION_NAMES: Tuple[str, ...]
+
+def config_check(options: Dict[str, Any]) -> None: ...
+def config_defaults() -> Dict[str, Any]: ...
 
 class Tcb:
     state: int
     error: int
-    events: int
     # An ACK with new SACK/D-SACK information is owed: send it (transmit) before the next segment.
     ack_flush: int
     def __init__(self, local: Optional[Tuple[str, int]] = ..., remote: Optional[Tuple[str, int]] = ...,
@@ -47,3 +50,5 @@ class Tcb:
     def tx_records(self) -> List[Tuple[int, int, int, FrozenSet[str]]]: ...
     @property
     def counters(self) -> Dict[str, int]: ...
+    @property
+    def transitions(self) -> Dict[str, int]: ...

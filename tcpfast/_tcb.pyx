@@ -156,6 +156,33 @@ cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8
     return tcp_packet_emit(buf, cap, &ip, &t, 0, False)
 
 
+cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_config* cfg,
+                               uint8_t ttl, uint8_t* buf, size_t cap) noexcept nogil:
+    """RFC 4987 §3.6: the SYN-ACK that answers a SYN with a cookie as its sequence number and
+    keeps no state, <SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>: the window of ``cfg`` (never
+    scaled in a SYN, RFC 7323 §2.2) and its MSS, and no other option, as a cookie cannot keep
+    them (open_from_cookie then turns them off). Writes an IP packet into buf; returns its
+    length."""
+    cdef ip_repr ip
+    cdef tcp_repr t
+    memset(&ip, 0, sizeof(ip))
+    memset(&t, 0, sizeof(t))
+    ip.version = p.ip.version
+    ip.ttl = ttl
+    ip.dont_fragment = 1
+    memcpy(ip.src, p.ip.dst, 16)
+    memcpy(ip.dst, p.ip.src, 16)
+    t.src_port = p.tcp.dst_port
+    t.dst_port = p.tcp.src_port
+    t.seq = cookie
+    t.ack = p.tcp.seq + 1
+    t.flags = TH_SYN | TH_ACK
+    t.window = <uint16_t>(cfg.rcvbuf if cfg.rcvbuf < 0xffff else 0xffff)
+    t.has_mss = 1
+    t.mss = cfg.mss
+    return tcp_packet_emit(buf, cap, &ip, &t, 0, False)
+
+
 cdef class Tcb:
     """Tcb(local, remote=None, **options): one TCP connection, driven by segments and time.
 
@@ -165,10 +192,7 @@ cdef class Tcb:
 
     def __cinit__(self):
         tcb_config_default(&self.cfg)
-        self.eng_wheel_slot = -1
-        self.eng_app_fd = -1
-        self.eng_peer_fd = -1
-        self.state = CLOSED
+        # The state starts CLOSED (0): the object's memory is zeroed.
         memset(&self.ip, 0, sizeof(ip_repr))
         memset(&self.stats, 0, sizeof(tcb_stats))
         ring_init(&self.sndbuf, self.cfg.sndbuf)
@@ -318,7 +342,7 @@ cdef class Tcb:
         if self.state != CLOSED:
             return -EISCONN
         self._init_sequence(now)
-        self.state = SYN_SENT
+        self.set_state(SYN_SENT)
         self.syn_pending = 1
         return 0
 
@@ -348,10 +372,8 @@ cdef class Tcb:
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = th.seq
         self.snd_wl2 = th.ack
-        self.state = ESTABLISHED
-        self.synced = 1
+        self.set_state(ESTABLISHED)
         self.last_rcv_time = now
-        self.events |= EV_CONNECTED | EV_WRITABLE
         if self.cfg.keepalive:
             self.t_keepalive = now + self.cfg.keepidle
         return 0
@@ -388,7 +410,7 @@ cdef class Tcb:
         """Passive OPEN: enter LISTEN."""
         if self.state != CLOSED:
             return -EISCONN
-        self.state = LISTEN
+        self.set_state(LISTEN)
         self.passive = 1
         return 0
 
@@ -427,7 +449,6 @@ cdef class Tcb:
                 return 0
             if ring_space(&self.sndbuf) == 0:
                 self.snd_full = 1          # auto-tuning: the application wants a larger buffer
-                self.events &= ~EV_WRITABLE
                 return -EAGAIN
             # RFC 5681 §4.1: after an idle period longer than an RTO, restart from the
             # restart window rather than bursting a stale cwnd.
@@ -439,11 +460,9 @@ cdef class Tcb:
             if took == 0:
                 # The stack's buffer memory is exhausted (and this connection has no room of its
                 # own): wait, as Linux's sk_stream_wait_memory, until memory is given back.
-                self.events &= ~EV_WRITABLE
                 return -EAGAIN
             if ring_space(&self.sndbuf) == 0:
                 self.snd_full = 1
-                self.events &= ~EV_WRITABLE
             return took
         if self.error:
             return -self.error
@@ -464,8 +483,6 @@ cdef class Tcb:
                 ring_consume(&self.rcvbuf, k)
                 self._after_read(now)
             return k
-        if self.events & EV_READABLE and not self.rcv_fin and not self.error:
-            self.events &= ~EV_READABLE
         if self.rcv_fin:
             return 0
         if self.error:
@@ -488,10 +505,6 @@ cdef class Tcb:
             # Give an emptied ring's storage back: for good after the peer's FIN, or while the
             # stack's buffer memory runs short (as Linux's sk_mem_reclaim).
             ring_release(&self.rcvbuf, False)
-        if self.rcvbuf.used == 0:
-            self.events &= ~EV_READABLE
-            if self.rcv_fin:
-                self.events |= EV_READABLE
         if self.state != ESTABLISHED and self.state != FIN_WAIT_1 and self.state != FIN_WAIT_2:
             return
         if limit > self.cfg.mss:
@@ -643,11 +656,11 @@ cdef class Tcb:
             # for ESTABLISHED first.)
             self.fin_queued = 1
             if self.state == ESTABLISHED:
-                self.state = FIN_WAIT_1
+                self.set_state(FIN_WAIT_1)
             return 0
         if self.state == CLOSE_WAIT:
             self.fin_queued = 1
-            self.state = LAST_ACK
+            self.set_state(LAST_ACK)
             return 0
         if self.state == CLOSED:
             return -ENOTCONN if not self.error else 0
@@ -715,7 +728,7 @@ cdef class Tcb:
         self.last_rcv_time = now
         # Data on the SYN is not kept (no TCP Fast Open): it is not acknowledged, so the peer
         # sends it again once we are synchronized.
-        self.state = SYN_RECEIVED
+        self.set_state(SYN_RECEIVED)
         self.syn_pending = 1
         return SEG_OK
 
@@ -762,7 +775,7 @@ cdef class Tcb:
             # <CTL=SYN,ACK> and send it." (simultaneous open, RFC 9293 Figure 8)
             self.snd_wnd = th.window      # unscaled in a SYN (RFC 7323 §2.2)
             self.max_snd_wnd = self.snd_wnd
-            self.state = SYN_RECEIVED
+            self.set_state(SYN_RECEIVED)
             self.snd_nxt = self.iss
             self.syn_pending = 1
         return SEG_OK
@@ -780,15 +793,13 @@ cdef class Tcb:
             self.rtt_timing = 0
         rtt_reset_backoff(&self.rtt)
         self.retries = 0
-        self.state = ESTABLISHED
-        self.synced = 1
+        self.set_state(ESTABLISHED)
         self.t_rtx = 0
         self.syn_pending = 0
         self.ack_now = 1
         self.last_rcv_time = now
-        self.events |= EV_CONNECTED | EV_WRITABLE
         if self.fin_queued:
-            self.state = FIN_WAIT_1
+            self.set_state(FIN_WAIT_1)
         if self.cfg.keepalive:
             self.t_keepalive = now + self.cfg.keepidle
 
@@ -812,7 +823,7 @@ cdef class Tcb:
         self.rtt_timing = 0
         ranges_clear(&self.ooo)
         rtt_init(&self.rtt, self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max)
-        self.state = LISTEN
+        self.set_state(LISTEN)
 
     cdef void _challenge_ack(self, uint64_t now) noexcept nogil:
         """RFC 5961 §3.2/§4.2/§5.2 challenge ACK, at most challenge_ack_limit a second (§7)."""
@@ -957,16 +968,14 @@ cdef class Tcb:
             # segment <SEQ=SEG.ACK><CTL=RST> and send it."
             if not (seq_lt(self.snd_una, th.ack) and seq_le(th.ack, self.snd_max)):
                 return SEG_REPLY_RST
-            self.state = ESTABLISHED
-            self.synced = 1
+            self.set_state(ESTABLISHED)
             self.syn_pending = 0
             self.snd_wnd = <uint32_t>th.window << self.snd_wscale
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg_seq
             self.snd_wl2 = th.ack
-            self.events |= EV_CONNECTED | EV_WRITABLE
             if self.fin_queued:
-                self.state = FIN_WAIT_1
+                self.set_state(FIN_WAIT_1)
             if self.cfg.keepalive:
                 self.t_keepalive = now + self.cfg.keepidle
         # RFC 5961 §5.2: an ACK is acceptable only within (SND.UNA - MAX.SND.WND) .. SND.NXT.
@@ -1157,8 +1166,6 @@ cdef class Tcb:
             else:
                 self.t_rtx = now + rtt_current_rto(&self.rtt)
             self._sndbuf_adjust(now)
-            if ring_space(&self.sndbuf):
-                self.events |= EV_WRITABLE
             if self.sack_ok:
                 # RFC 6937 DeliveredData: the change in SND.UNA plus the change in SACKed bytes.
                 self._rack_ack(th, prior_una, acked + sacked - was_sacked, dsack, True, now)
@@ -1167,7 +1174,7 @@ cdef class Tcb:
                 if self.state == FIN_WAIT_1:
                     # "In addition to the processing for the ESTABLISHED state, if the FIN
                     # segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
-                    self.state = FIN_WAIT_2
+                    self.set_state(FIN_WAIT_2)
                     if self.orphan:
                         self.t_timewait = now + self.cfg.fin_timeout
                 elif self.state == CLOSING:
@@ -1479,7 +1486,6 @@ cdef class Tcb:
                     self.stats.bytes_in += end - self.rcv_nxt
                     self.rcv_nxt = end
                 filled_hole = True
-            self.events |= EV_READABLE
             if self.ooo_fin and self.ooo_fin_seq == self.rcv_nxt:
                 self.ooo_fin = 0
                 self._fin_input(now)
@@ -1525,16 +1531,15 @@ cdef class Tcb:
         self.rcv_nxt += 1
         self.rcv_fin = 1
         self.ack_now = 1
-        self.events |= EV_READABLE
         if self.state == SYN_RECEIVED or self.state == ESTABLISHED:
-            self.state = CLOSE_WAIT
+            self.set_state(CLOSE_WAIT)
         elif self.state == FIN_WAIT_1:
             # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT ...
             # otherwise, enter the CLOSING state."
             if self.fin_acked:
                 self._enter_time_wait(now)
             else:
-                self.state = CLOSING
+                self.set_state(CLOSING)
         elif self.state == FIN_WAIT_2:
             self._enter_time_wait(now)
         elif self.state == TIME_WAIT:
@@ -1544,12 +1549,61 @@ cdef class Tcb:
     # State changes
     # =========================================================================================
 
+    cdef void set_state(self, int state) noexcept nogil:
+        """Every change of state goes through here (as Linux's tcp_set_state and smoltcp's
+        set_state): it counts the transition (``transitions``) and remembers that the connection
+        was synchronized once it reaches ESTABLISHED. What the socket is ready for follows from
+        the state and the buffers (``tcb_poll``), so it needs no update of its own."""
+        if state == self.state:
+            return
+        self.state = state
+        self.entered[state] += 1
+        if state == ESTABLISHED:
+            self.synced = 1
+
+    cdef void get_facts(self, tcb_facts* f) noexcept nogil:
+        """Copy what the socket layer may know of the connection (see tcb_facts)."""
+        f.state = self.state
+        f.error = self.error
+        f.rcv_fin = self.rcv_fin
+        f.version = self.ip.version
+        memcpy(f.laddr, self.ip.src, 16)
+        memcpy(f.raddr, self.ip.dst, 16)
+        f.lport = self.lport
+        f.rport = self.rport
+        f.smss = self.smss
+        f.in_recovery = self.in_recovery
+        f.retries = self.retries
+        f.ts_ok = self.ts_ok
+        f.sack_ok = self.sack_ok
+        f.ws_ok = self.ws_ok
+        f.snd_wscale = self.snd_wscale
+        f.rcv_wscale = self.rcv_wscale
+        f.rto = rtt_current_rto(&self.rtt)
+        f.unacked = self.snd_max - self.snd_una
+        f.rcv_wnd = self.rcv_adv - self.rcv_nxt
+        f.has_srtt = self.rtt.has_sample
+        f.srtt = self.rtt.srtt
+        f.rttvar = self.rtt.rttvar
+        f.ssthresh = self.cc.ssthresh
+        f.cwnd = self.cc.cwnd
+        f.stats = self.stats
+
+    cdef bint reopen_time_wait(self, const tcp_repr* th) noexcept nogil:
+        """RFC 1122 §4.2.2.13 (and RFC 6191): a new SYN whose sequence number lies above the
+        old connection's RCV.NXT may reopen a 4-tuple in TIME-WAIT. If this segment may, the
+        TIME-WAIT ends here (CLOSED; the caller takes the TCB out of its table and hands the SYN
+        to a listener, which makes the new connection) and True is returned."""
+        if self.state != TIME_WAIT or (th.flags & (TH_SYN | TH_ACK | TH_RST)) != TH_SYN or \
+                not seq_gt(th.seq, self.rcv_nxt):
+            return False
+        self._enter_closed(0)
+        return True
+
     cdef void _enter_closed(self, int err) noexcept nogil:
         if err:
             self.error = err
-            self.events |= EV_ERROR | EV_READABLE | EV_WRITABLE
-        self.state = CLOSED
-        self.events |= EV_CLOSED
+        self.set_state(CLOSED)
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
         self.t_reo = self.t_tlp = 0
         self.syn_pending = self.probe_pending = self.keepalive_pending = self.tlp_pending = 0
@@ -1567,7 +1621,7 @@ cdef class Tcb:
         the other timers." It lasts 2*MSL so that old duplicates of this connection die out before
         the same 4-tuple can be used again, and so that a lost final ACK can be repeated when the
         peer retransmits its FIN (RFC 9293 §3.4.2)."""
-        self.state = TIME_WAIT
+        self.set_state(TIME_WAIT)
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = 0
         self.t_reo = self.t_tlp = 0
         self.tlp_pending = 0
@@ -2355,9 +2409,17 @@ cdef class Tcb:
         """The connection's counters (``tcb_stats``) as a dict."""
         return self.stats
 
+    @property
+    def transitions(self):
+        """How many times the connection entered each state (through set_state), by name."""
+        cdef int s
+        return {STATE_NAMES[s]: self.entered[s] for s in range(<int>TCP_STATE_COUNT)}
+
 
 STATE_NAMES = ("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
                "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT")
+# The same states as Linux numbers them (include/net/tcp_states.h), as TCP_INFO reports them.
+TCPI_STATE = (7, 10, 2, 3, 1, 4, 5, 8, 11, 9, 6)
 
 
 cdef uint64_t _us(object seconds) except? 0xffffffffffffffff:
@@ -2402,6 +2464,38 @@ cdef inline uint64_t _secs(object v, str name, double hi) except? 0xffffffffffff
     if not 0 <= v <= hi:
         raise ValueError(f"{name} must be in 0..{hi} seconds, got {v!r}")
     return <uint64_t>round(v * 1000000)
+
+
+cdef dict config_options(const tcb_config* cfg):
+    """A configuration as options by name (times in seconds), as config_update takes them:
+    ``config_options(tcb_config_default)`` are the defaults of every connection."""
+    return dict(
+        mss=cfg.mss, sndbuf=cfg.sndbuf, rcvbuf=cfg.rcvbuf, sndbuf_max=cfg.sndbuf_max,
+        rcvbuf_max=cfg.rcvbuf_max, cc="cubic" if cfg.cc == CC_CUBIC else "newreno",
+        nodelay=bool(cfg.nodelay), msl=cfg.msl / 1e6, rto_initial=cfg.rto_initial / 1e6,
+        rto_min=cfg.rto_min / 1e6, rto_max=cfg.rto_max / 1e6, syn_retries=cfg.syn_retries,
+        retries=cfg.retries, user_timeout=cfg.user_timeout / 1e6, delack=cfg.delack / 1e6,
+        keepalive=bool(cfg.keepalive), keepidle=cfg.keepidle / 1e6,
+        keepintvl=cfg.keepintvl / 1e6, keepcnt=cfg.keepcnt, fin_timeout=cfg.fin_timeout / 1e6,
+        window_scaling=bool(cfg.wscale_ok), timestamps=bool(cfg.timestamps_ok),
+        sack=bool(cfg.sack_ok), challenge_ack_limit=cfg.challenge_ack_limit, ttl=cfg.ttl,
+        tso_max=cfg.tso_max, csum_partial=bool(cfg.csum_partial))
+
+
+def config_defaults() -> dict:
+    """The defaults of every connection (tcb_config_default), as options by name."""
+    cdef tcb_config cfg
+    tcb_config_default(&cfg)
+    return config_options(&cfg)
+
+
+def config_check(dict options) -> None:
+    """Check connection options by name (times in seconds), as the Tcb constructor, the engine
+    and ``Stack(**options)`` take them: TypeError for an unknown one, ValueError for a value out
+    of range (the errors config_update raises)."""
+    cdef tcb_config cfg
+    tcb_config_default(&cfg)
+    config_update(&cfg, options)
 
 
 cdef int config_update(tcb_config* cfg, dict options) except -1:

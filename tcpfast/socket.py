@@ -20,7 +20,8 @@ import struct
 import time
 from typing import Any, Optional, Tuple
 
-from tcpfast.stack import Stack, default_stack
+from tcpfast._engine import TCPI_STATE
+from tcpfast.stack import Stack, default_stack, register_socket_class
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -36,11 +37,10 @@ _SOCK_FLAGS = getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOE
 
 __all__ = ["socket", "create_connection", "create_server", "has_dualstack_ipv6"]
 
-# Linux's TCP state numbers (include/net/tcp_states.h), as TCP_INFO reports them.
-_LINUX_STATE = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4,
-                "FIN-WAIT-2": 5, "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9,
-                "LISTEN": 10, "CLOSING": 11}
 _CC_NAMES = {"cubic": b"cubic", "newreno": b"reno"}
+# What TCP_MAXSEG reads before there is a connection, unless it was set: Linux's TCP_MSS_DEFAULT
+# (a property of the socket API, not of a connection: a connection's MSS comes from the MTU).
+_TCP_MSS_DEFAULT = 536
 
 
 _V4MAPPED_PREFIX = bytes(10) + b"\xff\xff"
@@ -128,8 +128,8 @@ class socket:
 
     __slots__ = ("_family", "_type", "proto", "_stack", "_engine", "_timeout", "_tcb",
                  "_listener", "_fd", "_peer_fd", "_local", "_io_refs", "_linger", "_remote", "_closed", "_options", "_shut_rd",
-                 "_error_reported", "_reuseaddr", "_reuseport", "_v6only", "_stopped_listening",
-                 "_connecting", "_failed", "_inflight", "_close_deferred", "_listener4",
+                 "_binding", "_v6only", "_stopped_listening",
+                 "_inflight", "_close_deferred", "_listener4",
                  "__weakref__")
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
@@ -164,16 +164,14 @@ class socket:
         self._closed = False
         self._options: dict = {}
         self._shut_rd = False
-        self._error_reported = False
-        self._reuseaddr = False
-        self._reuseport = False
+        # The socket's hold on local ports in the engine's bind table, with SO_REUSEADDR and
+        # SO_REUSEPORT.
+        self._binding = self._engine.binding(family)
         # Linux's default (net.ipv6.bindv6only = 0): an AF_INET6 socket also speaks IPv4, through
         # IPv4-mapped addresses (::ffff:a.b.c.d).
         self._v6only = False
         self._listener4 = None
         self._stopped_listening = False
-        self._connecting = False
-        self._failed = False
         self._inflight = 0              # threads waiting inside a blocking call
         self._close_deferred = False
 
@@ -181,10 +179,12 @@ class socket:
 
     @property
     def family(self) -> _socket.AddressFamily:
+        """The socket's address family (AF_INET or AF_INET6)."""
         return _socket.AddressFamily(self._family)
 
     @property
     def type(self) -> _socket.SocketKind:
+        """The socket's type (SOCK_STREAM)."""
         return _socket.SocketKind(self._type)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -268,6 +268,11 @@ class socket:
     # --- addresses ----------------------------------------------------------------------------
 
     def bind(self, address: Any) -> None:
+        """bind(address)
+
+        Bind the socket to a local address: (host, port) for AF_INET, (host, port[, flowinfo[,
+        scope_id]]) for AF_INET6. The host is the stack's own address or the wildcard ("" or None);
+        port 0 takes an ephemeral port."""
         self._check_open()
         if self._local is not None:
             raise _error(errno.EINVAL, "Invalid argument")
@@ -275,19 +280,26 @@ class socket:
         zero = bytes(len(addr))
         if addr != zero and addr != self._stack.local_address(self._family):
             raise _error(errno.EADDRNOTAVAIL, "Cannot assign requested address")
-        port = self._stack._bind(self, addr, port)
+        self._stack._require()          # ENETDOWN once the stack has stopped
+        port = self._engine.bind(self._binding, port)
         self._local = (addr, port)
 
     def getsockname(self):
+        """getsockname() -> address info
+
+        The socket's own address (the wildcard and port 0 before it is bound or connected)."""
         self._check_open()
         if self._local is None:
             return ("0.0.0.0", 0) if self._family == AF_INET else ("::", 0, 0, 0)
         return self._fmt(self._local)
 
     def getpeername(self):
+        """getpeername() -> address info
+
+        The address of the peer; ENOTCONN while connecting, and once the connection is over."""
         self._check_open()
         if self._remote is None or self._tcb is None or \
-                self._engine.state_of(self._tcb)[0] in ("CLOSED", "TIME-WAIT", "SYN-SENT"):
+                not self._engine.conn_facts(self._tcb).has_peer:
             # As Linux's inet_getname: no peer while connecting or once closed.
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._fmt(self._remote)
@@ -303,11 +315,19 @@ class socket:
     # --- connection set-up --------------------------------------------------------------------
 
     def connect(self, address: Any) -> None:
+        """connect(address)
+
+        Connect the socket to a remote address. A non-blocking socket raises BlockingIOError
+        (EINPROGRESS) and connects in the background; with a timeout, an attempt that outlasts it
+        raises TimeoutError and goes on (connect() again: EALREADY)."""
         err = self._connect(address, raise_=True)
         if err:
             raise _error(err)
 
     def connect_ex(self, address: Any) -> int:
+        """connect_ex(address) -> errno
+
+        As connect(), but return the error code (0 for success) instead of raising it."""
         try:
             return self._connect(address, raise_=False)
         except OSError as exc:
@@ -321,25 +341,11 @@ class socket:
             return errno.EISCONN
         raddr, rport = self._addr_bytes(address)
         if self._tcb is not None:
-            # Linux's __inet_stream_connect, with _connecting as its SS_CONNECTING.
-            state, events, error, _, _ = self._engine.state_of(self._tcb)
-            if state == "SYN-SENT" or state == "SYN-RECEIVED":
-                return errno.EALREADY        # whatever the socket's mode
-            if self._connecting:
-                self._connecting = False
-                if state != "CLOSED":
-                    return 0                 # the attempt completed meanwhile
-                # It failed: the pending error once, else ECONNABORTED; the next connect()
-                # starts over.
-                err = error if error and not self._error_reported else errno.ECONNABORTED
-                self._error_reported = True
-                self._failed = True
+            # Linux's __inet_stream_connect: the engine knows how the last attempt went.
+            err = self._engine.connect_again(self._tcb)
+            if err >= 0:
                 return err
-            if not self._failed:
-                return errno.EISCONN
-            self._tcb = None
-            self._error_reported = False
-            self._failed = False
+            self._tcb = None                 # it failed (and that was reported): start over
         laddr = self._local[0] if self._local else self._stack.local_address(self._family)
         if self._family == AF_INET6 and raddr[:12] == _V4MAPPED_PREFIX:
             # IPv4-mapped destination: an IPv4 connection (RFC 4291 §2.5.5.2), unless IPv6-only.
@@ -353,10 +359,9 @@ class socket:
         lport = self._local[1] if self._local else 0
         self._arm()
         self._tcb = self._engine.connect(laddr, lport, raddr, rport, self._options, self._fd,
-                                         self._peer_fd, self._reuseaddr)
-        self._local = (laddr, self._tcb.local[1])
+                                         self._peer_fd, self._binding.reuseaddr)
+        self._local = (laddr, self._engine.conn_facts(self._tcb).local[1])
         self._remote = (raddr, rport)
-        self._connecting = True
         if self._timeout == 0.0:
             return errno.EINPROGRESS
         return self._wait_connected()
@@ -364,27 +369,19 @@ class socket:
     def _wait_connected(self) -> int:
         deadline = self._deadline()
         while True:
-            state, events, error, _, _ = self._engine.state_of(self._tcb)
-            # CPython connects a socket with a timeout by a non-blocking connect() and poll, so
-            # the kernel socket stays "connecting" (SS_CONNECTING) afterwards: the next
-            # connect() returns 0 (or ECONNABORTED after a failure) before EISCONN. A blocking
-            # connect() leaves it connected, or unconnected after a failure.
-            blocking = self._timeout is None
-            if error or state == "CLOSED":
-                self._error_reported = True
-                if blocking:
-                    self._connecting = False
-                    self._failed = True
-                return error or errno.ECONNABORTED
-            if state != "SYN-SENT" and state != "SYN-RECEIVED":
-                if blocking:
-                    self._connecting = False
-                return 0
+            err = self._engine.connect_status(self._tcb, self._timeout is None)
+            if err != errno.EINPROGRESS:
+                return err
             # Writable once the handshake is over; a timeout leaves the attempt going
             # (SS_CONNECTING), so connect() again gives EALREADY.
             self._wait(deadline, write=True)
 
     def listen(self, backlog: int = 128) -> None:
+        """listen([backlog])
+
+        Take connections (backlog: how many established ones may wait to be accepted, 1..4096; 128
+        by default). An AF_INET6 socket bound to the wildcard with IPV6_V6ONLY off takes IPv4 ones
+        too."""
         self._check_open()
         if self._tcb is not None:
             raise _error(errno.EINVAL, "Invalid argument")
@@ -392,18 +389,18 @@ class socket:
             return
         if self._local is None:
             self.bind(("", 0))
-        self._stack._check_listen(self)
+        self._engine.check_listen(self._binding, self._local[1])
         backlog = max(1, min(int(backlog), 4096))
         self._arm()
         self._listener = self._engine.listen(self._local[0], self._local[1], backlog,
                                              self._options, self._fd, self._peer_fd,
-                                             self._reuseaddr)
+                                             self._binding.reuseaddr, self._binding)
         if self._family == AF_INET6 and not self._v6only and self._local[0] == bytes(16):
             # Dual stack: the same socket takes IPv4 connections on the port as well.
-            self._stack._bind_also(self, AF_INET, self._local[1])
+            self._engine.bind_also(self._binding, AF_INET, self._local[1])
             self._listener4 = self._engine.listen(bytes(4), self._local[1], backlog,
                                                   self._options, self._fd, self._peer_fd,
-                                                  self._reuseaddr)
+                                                  self._binding.reuseaddr, self._binding)
         # A listening socket never polls writable (tcp_poll): fill its end of the pair up.
         fill = bytes(4096)
         try:
@@ -413,6 +410,9 @@ class socket:
             pass
 
     def accept(self):
+        """accept() -> (socket object, address info)
+
+        Wait for an incoming connection. Return a new socket for it and the address of the peer."""
         self._check_open()
         if self._listener is None:
             # Never listened, or stopped by shutdown(): EINVAL (as the kernel).
@@ -434,9 +434,8 @@ class socket:
         sock._arm()
         sock._tcb = tcb
         sock._options = dict(self._options)
-        local, remote = tcb.local, tcb.remote
-        sock._local = (ipaddress.ip_address(local[0]).packed, local[1])
-        sock._remote = (ipaddress.ip_address(remote[0]).packed, remote[1])
+        facts = self._engine.conn_facts(tcb)
+        sock._local, sock._remote = facts.local, facts.remote
         sock._timeout = _socket.getdefaulttimeout()
         self._engine.attach_fds(tcb, sock._fd, sock._peer_fd)
         return sock, sock.getpeername()
@@ -456,6 +455,10 @@ class socket:
         return self._tcb
 
     def send(self, data, flags: int = 0) -> int:
+        """send(data[, flags]) -> count
+
+        Send data; return how many bytes were taken, which may be fewer than given. flags:
+        MSG_DONTWAIT."""
         tcb = self._tcb
         if not flags and tcb is not None and self._fd >= 0 and self._stack.running:
             # The common case, with nothing in between: room in the send buffer.
@@ -484,20 +487,15 @@ class socket:
                     if self._close_deferred:
                         self._after_call()
                 continue
-            if r == -errno.ENOTCONN:
-                raise _error(errno.ENOTCONN)
-            if r == -errno.ECONNRESET and self._tcb.info["rcv_fin"]:
-                r = -errno.EPIPE      # reset after the peer's FIN: Linux reports EPIPE (tcp_reset)
-            # After our own shutdown or the peer's reset: EPIPE once the error was seen.
-            if r in (-errno.ECONNRESET, -errno.ETIMEDOUT, -errno.ECONNREFUSED) and \
-                    not self._error_reported:
-                self._error_reported = True
-                raise _error(-r)
-            raise _error(errno.EPIPE, "Broken pipe")
+            # The connection's error once, then EPIPE (the engine knows what was reported).
+            raise _error(self._engine.send_error(tcb, -r))
 
     def sendall(self, data, flags: int = 0) -> None:
         # One deadline for the whole call (as CPython's sendall), without touching the socket's
         # timeout, which other threads may be using meanwhile.
+        """sendall(data[, flags])
+
+        Send all of data, in as many sends as it takes; the timeout counts for the whole call."""
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         while view:
@@ -505,10 +503,17 @@ class socket:
             view = view[n:]
 
     def sendto(self, data, flags_or_address, address=None) -> int:
+        """sendto(data[, flags], address) -> count
+
+        As send(): a connected stream socket has its peer already."""
         flags = 0 if address is None else flags_or_address
         return self.send(data, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """recv(buffersize[, flags]) -> data
+
+        Receive up to buffersize bytes; b"" at end of stream. flags: MSG_PEEK, MSG_DONTWAIT,
+        MSG_WAITALL."""
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         if flags & ~(MSG_PEEK | MSG_DONTWAIT) or not bufsize:
@@ -533,6 +538,10 @@ class socket:
                 self._after_call()
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        """recv_into(buffer[, nbytes[, flags]]) -> nbytes_read
+
+        Receive up to nbytes bytes (the buffer's length when 0) into buffer; 0 at end of stream.
+        flags as recv()."""
         tcb = self._connected()
         view = memoryview(buffer).cast("B")
         if nbytes < 0:
@@ -585,22 +594,31 @@ class socket:
                 raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
             self._wait(deadline)
             return True
-        if self._error_reported and r in (-errno.ECONNRESET, -errno.ETIMEDOUT,
-                                          -errno.ECONNREFUSED, -errno.EHOSTUNREACH):
+        err = self._engine.recv_error(self._tcb, -r)
+        if not err:
             return False
-        self._error_reported = True
         _clear_fd_error(self._fd)           # reported: POLLERR goes, as sk_err does
-        raise _error(-r)
+        raise _error(err)
 
     def recvfrom(self, bufsize: int, flags: int = 0):
+        """recvfrom(buffersize[, flags]) -> (data, address info)
+
+        As recv(); the address is None, as for any connected stream socket."""
         return self.recv(bufsize, flags), None
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        """recvfrom_into(buffer[, nbytes[, flags]]) -> (nbytes, address info)
+
+        As recv_into(); the address is None, as for any connected stream socket."""
         return self.recv_into(buffer, nbytes, flags), None
 
     # --- shutdown and close ----------------------------------------------------------------------
 
     def shutdown(self, how: int) -> None:
+        """shutdown(flag)
+
+        Shut down reading (SHUT_RD: what is queued, then end of stream), writing (SHUT_WR: our FIN
+        after the data) or both (SHUT_RDWR). On a listening socket, stop listening."""
         self._check_open()
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise _error(errno.EINVAL, "Invalid argument")
@@ -616,7 +634,7 @@ class socket:
                 _shutdown_fd(self._peer_fd)
             return
         tcb = self._connected()
-        if self._engine.state_of(tcb)[0] in ("CLOSED", "TIME-WAIT"):
+        if self._engine.conn_facts(tcb).finished:
             raise _error(errno.ENOTCONN, "Transport endpoint is not connected")
         if how in (SHUT_RD, SHUT_RDWR):
             self._shut_rd = True
@@ -634,7 +652,9 @@ class socket:
             self.close()
 
     def close(self) -> None:
-        """Close the socket; as socket.socket, the connection ends only when no file made by
+        """close()
+
+        Close the socket; as socket.socket, the connection ends only when no file made by
         makefile() is open any more."""
         self._closed = True
         if self._io_refs <= 0:
@@ -664,7 +684,7 @@ class socket:
                     if onoff:
                         self._linger_wait(seconds)
         finally:
-            self._stack._unbind(self)
+            self._engine.unbind(self._binding)
             # The engine has let go of the pair (close/unlisten above). Shutting the peer end
             # down makes the fd readable and writable at once, which wakes every thread still
             # waiting on it; they then find the socket closed (EBADF).
@@ -683,14 +703,14 @@ class socket:
         """SO_LINGER with a time: block until our FIN is acknowledged, or the time is up."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            state = self._engine.state_of(self._tcb)[0]
-            if state not in ("FIN-WAIT-1", "CLOSING", "LAST-ACK", "ESTABLISHED", "CLOSE-WAIT",
-                             "SYN-SENT", "SYN-RECEIVED"):
+            if not self._engine.conn_facts(self._tcb).fin_pending:
                 return
             time.sleep(0.002)
 
     def detach(self) -> int:
-        """There is no kernel TCP descriptor to hand over, so this fails (EOPNOTSUPP), having
+        """detach()
+
+        There is no kernel TCP descriptor to hand over, so this fails (EOPNOTSUPP), having
         closed the connection and given up the descriptor number to whoever already took it
         from fileno(): ssl.SSLContext.wrap_socket() does so before it calls detach(), and would
         close that number itself. (TLS on tcpfast sockets: asyncio's ``ssl=``, which runs TLS
@@ -776,9 +796,17 @@ class socket:
     # --- modes and options -------------------------------------------------------------------
 
     def fileno(self) -> int:
+        """fileno() -> integer
+
+        The socket's file descriptor (-1 once closed). It polls as the connection is ready, so
+        select, poll, epoll and asyncio can wait on it."""
         return -1 if self._close_deferred else self._fd
 
     def settimeout(self, value: Optional[float]) -> None:
+        """settimeout(timeout)
+
+        Set a timeout on blocking calls: None blocks, 0.0 makes the socket non-blocking, a positive
+        number of seconds raises TimeoutError when it has passed."""
         self._check_open()
         if value is not None:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
@@ -791,17 +819,27 @@ class socket:
         self._timeout = value
 
     def gettimeout(self) -> Optional[float]:
+        """gettimeout() -> timeout
+
+        The timeout in seconds (float) of blocking calls, or None when there is none."""
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
+        """setblocking(flag)
+
+        Blocking (True, as settimeout(None)) or non-blocking (False, as settimeout(0.0))."""
         self._check_open()
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
+        """getblocking()
+
+        True when the socket blocks in its calls (its timeout is not 0.0)."""
         return self._timeout != 0.0
 
     @property
     def timeout(self) -> Optional[float]:
+        """The timeout of blocking calls in seconds (None: none), as gettimeout()."""
         return self._timeout
 
     # Options kept as connection options (name, to-option, from-option); times in seconds.
@@ -818,10 +856,6 @@ class socket:
         (_socket.IPPROTO_TCP, getattr(_socket, "TCP_CONGESTION", 13)): "cc",
         (_socket.SOL_SOCKET, _socket.SO_LINGER): "linger",
     }
-    # What getsockopt reports before anything was set (Linux's defaults, except the buffers).
-    _DEFAULTS = {"keepalive": False, "nodelay": False, "keepidle": 7200.0, "keepintvl": 75.0,
-                 "keepcnt": 9, "sndbuf": 262144, "rcvbuf": 262144, "user_timeout": 0.0,
-                 "cc": "cubic", "mss": 536}
 
     def setsockopt(self, level: int, optname: int, value, optlen: Optional[int] = None) -> None:
         """setsockopt(level, option, value: int | bytes)"""
@@ -830,13 +864,13 @@ class socket:
             raise TypeError("setsockopt() with a None value needs optlen (not supported)")
         key = (level, optname)
         if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            self._reuseaddr = bool(_int_opt(value))
+            self._binding.reuseaddr = bool(_int_opt(value))
             return
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
             self._v6only = bool(_int_opt(value))
             return
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
-            self._reuseport = bool(_int_opt(value))
+            self._binding.reuseport = bool(_int_opt(value))
             return
         name = self._SOCKOPTS.get(key)
         if name is None:
@@ -885,20 +919,18 @@ class socket:
         if key == (_socket.IPPROTO_TCP, getattr(_socket, "TCP_INFO", 11)):
             return self._tcp_info(buflen if buflen is not None else 4)
         if key == (_socket.SOL_SOCKET, _socket.SO_REUSEADDR):
-            return _int_out(int(self._reuseaddr), buflen)
+            return _int_out(int(self._binding.reuseaddr), buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_ERROR):
             value = 0
             if self._tcb is not None:
-                _, _, error, _, _ = self._engine.state_of(self._tcb)
-                if error and not self._error_reported:
-                    self._error_reported = True
+                value = self._engine.sock_error(self._tcb)     # once, as the kernel's sock_error
+                if value:
                     _clear_fd_error(self._fd)
-                    value = error
             return _int_out(value, buflen)
         if key == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and self._family == AF_INET6:
             return _int_out(int(self._v6only), buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15)):
-            return _int_out(int(self._reuseport), buflen)
+            return _int_out(int(self._binding.reuseport), buflen)
         if key == (_socket.SOL_SOCKET, _socket.SO_TYPE):
             return _int_out(SOCK_STREAM, buflen)
         if key == (_socket.SOL_SOCKET, getattr(_socket, "SO_ACCEPTCONN", 30)):
@@ -911,44 +943,52 @@ class socket:
                 return self._linger[0]
             return struct.pack("ii", *self._linger)[:buflen].ljust(buflen, b"\0")
         if name == "cc":
-            algo = self._options.get("cc", self._stack.tcp_options.get("cc", "cubic"))
+            algo = self._option("cc")
             raw = _CC_NAMES[algo]
             if buflen is None:
                 return int.from_bytes(raw[:4].ljust(4, b"\0"), "little", signed=True)
             return raw[:buflen].ljust(buflen, b"\0")
         if name == "mss" and self._tcb is not None:
-            return _int_out(self._tcb.info["smss"], buflen)
-        value = self._options.get(name, self._stack.tcp_options.get(name, self._DEFAULTS[name]))
+            return _int_out(self._engine.conn_facts(self._tcb).mss, buflen)
+        if name == "mss":
+            value = self._options.get("mss", self._stack.tcp_options.get("mss", _TCP_MSS_DEFAULT))
+        else:
+            value = self._option(name)
         if name == "user_timeout":
             value = int(round(value * 1000))
         return _int_out(int(value), buflen)
 
+    def _option(self, name: str):
+        """A connection option as this socket sets it, else as new connections get it (the
+        defaults, with the stack's options)."""
+        if name in self._options:
+            return self._options[name]
+        return self._engine.options()[name]
+
     def _tcp_info(self, buflen: int) -> bytes:
         """struct tcp_info as Linux lays it out (linux/tcp.h), as far as tcpfast knows its fields."""
-        if self._tcb is None:
-            state = "LISTEN" if self._listener is not None else "CLOSED"
-            info = None
-        else:
-            info = self._tcb.info
-            state = info["state"]
         out = bytearray(232)
-        struct.pack_into("B", out, 0, _LINUX_STATE.get(state, 7))
-        if info is not None:
-            opts = (1 if info["ts_ok"] else 0) | (2 if info["sack_ok"] else 0) | \
-                (4 if info["ws_ok"] else 0)
-            struct.pack_into("BBBBBB", out, 1, 1 if info["in_recovery"] else 0,
-                             min(info["retries"], 255), 0, 0, opts,
-                             (info["snd_wscale"] & 0xF) | ((info["rcv_wscale"] & 0xF) << 4))
-            smss = info["smss"]
-            flight = (info["snd_max"] - info["snd_una"]) & 0xFFFFFFFF
-            struct.pack_into("IIIII", out, 8, info["rto"], 40000, smss, smss,
-                             (flight + smss - 1) // max(smss, 1))
-            srtt = info["srtt"] or 0
-            struct.pack_into("IIIIIIII", out, 60, self._stack.mtu, info["rcv_wnd"], srtt,
-                             info["rttvar"], min(info["ssthresh"], 0x7FFFFFFF),
-                             info["cwnd"] // max(smss, 1), smss, 3)
-            counters = self._tcb.counters
-            struct.pack_into("I", out, 100, counters["retransmits"])
+        if self._tcb is None:
+            struct.pack_into("B", out, 0, TCPI_STATE["LISTEN" if self._listener is not None
+                                                     else "CLOSED"])
+            return bytes(out[:buflen])
+        facts = self._engine.conn_facts(self._tcb)
+        info = facts.info
+        struct.pack_into("B", out, 0, facts.tcpi_state)
+        opts = (1 if info["ts_ok"] else 0) | (2 if info["sack_ok"] else 0) | \
+            (4 if info["ws_ok"] else 0)
+        struct.pack_into("BBBBBB", out, 1, 1 if info["in_recovery"] else 0,
+                         min(info["retries"], 255), 0, 0, opts,
+                         (info["snd_wscale"] & 0xF) | ((info["rcv_wscale"] & 0xF) << 4))
+        smss = info["smss"]
+        flight = info["unacked"]
+        struct.pack_into("IIIII", out, 8, info["rto"], 40000, smss, smss,
+                         (flight + smss - 1) // max(smss, 1))
+        srtt = info["srtt"] or 0
+        struct.pack_into("IIIIIIII", out, 60, self._stack.mtu, info["rcv_wnd"], srtt,
+                         info["rttvar"], min(info["ssthresh"], 0x7FFFFFFF),
+                         info["cwnd"] // max(smss, 1), smss, 3)
+        struct.pack_into("I", out, 100, facts.counters["retransmits"])
         return bytes(out[:buflen])
 
     def __repr__(self) -> str:
@@ -962,6 +1002,8 @@ class socket:
             parts.append(f", raddr={self._fmt(self._remote)}")
         return "".join(parts) + ">"
 
+
+register_socket_class(socket)         # Stack.socket() makes these
 
 _GLOBAL_DEFAULT_TIMEOUT = _socket._GLOBAL_DEFAULT_TIMEOUT
 
@@ -1004,7 +1046,9 @@ def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=N
 
 
 def has_dualstack_ipv6() -> bool:
-    """True: a tcpfast AF_INET6 socket with IPV6_V6ONLY off also takes IPv4 connections."""
+    """has_dualstack_ipv6() -> bool
+
+    True: a tcpfast AF_INET6 socket with IPV6_V6ONLY off also takes IPv4 connections."""
     return True
 
 

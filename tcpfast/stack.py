@@ -10,15 +10,26 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from tcpfast._engine import Engine
+from tcpfast._tcb import config_check
 from tcpfast.device import TunDevice
 
 __all__ = ["Stack", "default_stack", "Capture"]
 
 _default: Optional["Stack"] = None
 _default_lock = threading.Lock()
+
+# The socket class, which tcpfast.socket registers as it loads: that module imports this one, and
+# this one does not import it back (Stack.socket makes sockets through it).
+_socket_class: Optional[Callable[..., Any]] = None
+
+
+def register_socket_class(cls: Callable[..., Any]) -> None:
+    """Tell Stack.socket() which class makes sockets (tcpfast.socket does, on import)."""
+    global _socket_class
+    _socket_class = cls
 
 
 def default_stack() -> "Stack":
@@ -95,14 +106,10 @@ class Stack:
                                       or not 65536 <= mem_limit < (1 << 62)):
             raise ValueError("mem_limit must be a number of bytes, at least 65536")
         self.mem_limit = mem_limit
-        # Check the options now rather than on the engine thread.
-        from tcpfast._tcb import Tcb
-        Tcb(**self.tcp_options)
+        config_check(self.tcp_options)    # now, rather than when the stack starts
         self._device: Optional[TunDevice] = None
         self._engine: Optional[Engine] = None
         self._thread: Optional[threading.Thread] = None
-        self._bound: Dict[tuple, set] = {}
-        self._lock = threading.Lock()
         self.running = False
 
     # --- life cycle -------------------------------------------------------------------------
@@ -178,82 +185,23 @@ class Stack:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
+        status = "running" if self.running else "stopped"
         return (f"<tcpfast.Stack {self.address}/{self.prefixlen} on {self.ifname} mtu={self.mtu} "
-                f"offload={self.offload} {state}>")
+                f"offload={self.offload} {status}>")
 
     # --- sockets ----------------------------------------------------------------------------
 
     def socket(self, family: int = 2, type: int = 1, proto: int = 0):
-        """A :class:`tcpfast.socket` on this stack."""
-        from tcpfast.socket import socket
-        return socket(family, type, proto, stack=self)
+        """A :class:`tcpfast.socket` on this stack (as ``tcpfast.socket(family, type, proto,
+        stack=self)``)."""
+        if _socket_class is None:
+            raise RuntimeError("tcpfast.socket is not loaded (import tcpfast)")
+        return _socket_class(family, type, proto, stack=self)
 
     def _require(self) -> Engine:
         if not self.running or self._engine is None:
             raise OSError(100, "Network is down (the tcpfast stack is stopped)")  # ENETDOWN
         return self._engine
-
-    def _bind(self, sock, addr: bytes, port: int) -> int:
-        """Reserve (family, port) for ``sock``; returns the port (an ephemeral one for 0).
-
-        As Linux: a port another open socket is bound to is EADDRINUSE unless both set
-        SO_REUSEADDR and neither listens; a port still used by a connection (one in TIME-WAIT,
-        say) is EADDRINUSE without SO_REUSEADDR.
-        """
-        import errno
-        import random
-
-        engine = self._require()
-        version = 4 if len(addr) == 4 else 6
-        with self._lock:
-            if port == 0:
-                for _ in range(28232):
-                    candidate = random.randint(32768, 60999)
-                    if not self._bound.get((sock._family, candidate)) and \
-                            not engine.local_port_in_use(version, candidate):
-                        port = candidate
-                        break
-                else:
-                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-            else:
-                for other in self._bound.get((sock._family, port), ()):
-                    if other is sock:
-                        continue
-                    if not (sock._reuseaddr and other._reuseaddr and other._listener is None):
-                        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-                if engine.local_port_in_use(version, port, sock._reuseaddr):
-                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-            self._bound.setdefault((sock._family, port), set()).add(sock)
-        return port
-
-    def _bind_also(self, sock, family: int, port: int) -> None:
-        """A dual-stack listener holds the port for IPv4 too (as Linux with IPV6_V6ONLY off)."""
-        import errno
-
-        with self._lock:
-            for other in self._bound.get((family, port), ()):
-                if other is not sock and not (sock._reuseport and other._reuseport):
-                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-            self._bound.setdefault((family, port), set()).add(sock)
-
-    def _check_listen(self, sock) -> None:
-        """As Linux at listen(): another socket listening on the port is EADDRINUSE, whatever
-        SO_REUSEADDR says (SO_REUSEPORT on both lets them share it)."""
-        import errno
-
-        with self._lock:
-            for other in self._bound.get((sock._family, sock._local[1]), ()):
-                if other is not sock and other._listener is not None and \
-                        not (sock._reuseport and other._reuseport):
-                    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-
-    def _unbind(self, sock) -> None:
-        with self._lock:
-            for key, socks in list(self._bound.items()):
-                socks.discard(sock)
-                if not socks:
-                    del self._bound[key]
 
     def local_address(self, family: int) -> bytes:
         import socket as _s

@@ -1,7 +1,8 @@
 """nogil_annotate_check.py [HTML_DIR] -- no Python C-API call in the compiled core's nogil functions.
 
 Reads the annotated HTML that ``TCPFAST_ANNOTATE=1 python setup.py build_ext --inplace --force``
-writes beside each ``.pyx`` under ``tcpfast/`` (so with the build's own directives), finds every
+writes beside each ``.pyx`` under ``tcpfast/`` and each file one includes (``tcpfast/_engine/*.pxi``,
+which Cython annotates in pages of their own), so with the build's own directives; finds every
 function declared ``nogil`` (the per-packet path: segment in, segment out, timers, rings, ranges,
 RACK, congestion control, the engine's loop) and reports the highest annotation score of its lines.
 Cython scores a line by the Python C-API calls its C makes; 0 means none. Exits 1 if any nogil
@@ -46,7 +47,10 @@ def main(argv: list) -> int:
         return 2
     checked, bad = 0, []
     for page in pages:
+        # The page of a module (.pyx) or of a file a module includes (.pxi).
         pyx = page.with_suffix(".pyx")
+        if not pyx.exists():
+            pyx = page.with_suffix(".pxi")
         if not pyx.exists():
             continue
         scores = {int(n): int(s) for s, n in LINE.findall(html.unescape(page.read_text()))}
