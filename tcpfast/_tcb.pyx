@@ -736,6 +736,8 @@ cdef class Tcb:
         """§3.10.7.3 SYN-SENT."""
         cdef const tcp_repr* th = &p.tcp
         cdef bint ack_ok = False
+        cdef bint fin
+        cdef uint32_t n, wnd, space
         # "First, check the ACK bit: If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
         # (unless the RST bit is set, if so drop the segment and return)"
         if th.flags & TH_ACK:
@@ -766,9 +768,22 @@ cdef class Tcb:
             self._established_from_syn_ack(th, now)
             # "If there are other controls or text in the segment, then continue processing at
             # the sixth step below where the URG bit is checked"
-            if p.payload_len:
-                self._text_input(th.seq + 1, payload, p.payload_len, now)
-            if th.flags & TH_FIN and self.rcv_nxt == th.seq + 1 + p.payload_len:
+            # Text on the SYN,ACK is trimmed to the window we offered, as any segment's is
+            # (§3.10.7.4 "first check sequence number"), and to the buffer's room; a FIN beyond
+            # what is kept is not taken either (the peer sends it again).
+            n = p.payload_len
+            fin = (th.flags & TH_FIN) != 0
+            wnd = self.rcv_adv - self.rcv_nxt
+            space = ring_space(&self.rcvbuf)
+            if n > wnd:
+                n = wnd
+                fin = False
+            if n > space:
+                n = space
+                fin = False
+            if n:
+                self._text_input(th.seq + 1, payload, n, now)
+            if fin and self.rcv_nxt == th.seq + 1 + n:
                 self._fin_input(now)
         else:
             # "Otherwise, enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT>
@@ -895,7 +910,8 @@ cdef class Tcb:
             self.ack_now = 1
         if not acceptable:
             self.stats.out_of_window += 1
-            if self.state == SYN_RECEIVED and flags & TH_SYN and seg_seq == self.irs:
+            if self.state == SYN_RECEIVED and flags & TH_SYN and seg_seq == self.irs and \
+                    not (flags & TH_RST):
                 if not (flags & TH_ACK):
                     # The peer did not see our SYN-ACK and sent its SYN again: answer it again.
                     self.snd_nxt = self.iss
@@ -1469,12 +1485,12 @@ cdef class Tcb:
     cdef void _text_input(self, uint32_t seq, const uint8_t* data, uint32_t n, uint64_t now) noexcept nogil:
         """RFC 9293 §3.10.7.4 seventh step: data into the receive buffer, in order or held."""
         cdef uint32_t off, end
-        cdef long added
         cdef bint filled_hole = False
         if self._rcvbuf_reserve(seq, n) != 0:
             return                         # no memory: as if lost; the peer retransmits
         if seq == self.rcv_nxt:
-            ring_write_at(&self.rcvbuf, self.rcvbuf.used, data, n)
+            if ring_write_at(&self.rcvbuf, self.rcvbuf.used, data, n) != 0:
+                return                     # refused (no room): as if lost, never committed
             ring_commit(&self.rcvbuf, n)
             self.rcv_nxt += n
             self.stats.bytes_in += n
@@ -1510,11 +1526,12 @@ cdef class Tcb:
                 # RFC 2883 §4.1.3: a duplicate of data held out of order, reported as a D-SACK
                 # (followed by the block that holds it).
                 self._set_dsack(seq, seq + n)
-            added = ranges_add(&self.ooo, seq, seq + n)
-            if added < 0:
+            # The bytes first: a range is only recorded for bytes the ring really holds.
+            if ring_write_at(&self.rcvbuf, self.rcvbuf.used + off, data, n) != 0:
+                self.stats.ooo_dropped += 1
+            elif ranges_add(&self.ooo, seq, seq + n) < 0:
                 self.stats.ooo_dropped += 1
             else:
-                ring_write_at(&self.rcvbuf, self.rcvbuf.used + off, data, n)
                 self.stats.ooo_segments += 1
             # "A TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order segment
             # arrives" (RFC 5681 §4.2), with SACK blocks that describe it: one ACK per segment,
@@ -1607,6 +1624,7 @@ cdef class Tcb:
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = self.t_timewait = 0
         self.t_reo = self.t_tlp = 0
         self.syn_pending = self.probe_pending = self.keepalive_pending = self.tlp_pending = 0
+        self.rexmit_head = 0
         txq_release(&self.txq)
         ranges_release(&self.ooo)         # nothing more will arrive to fill a hole
         self.ack_now = 0
@@ -1624,7 +1642,7 @@ cdef class Tcb:
         self.set_state(TIME_WAIT)
         self.t_rtx = self.t_delack = self.t_persist = self.t_keepalive = 0
         self.t_reo = self.t_tlp = 0
-        self.tlp_pending = 0
+        self.tlp_pending = self.rexmit_head = 0
         txq_release(&self.txq)
         ranges_release(&self.ooo)
         self.t_timewait = now + 2 * self.cfg.msl
@@ -1901,7 +1919,10 @@ cdef class Tcb:
             t.wscale = self.rcv_wscale
             # RFC 7323 §2.2: the window of a SYN is not scaled.
             t.window = <uint16_t>(self.cfg.rcvbuf if self.cfg.rcvbuf < 0xffff else 0xffff)
-            self.rcv_adv = self.rcv_nxt + t.window
+            # A retransmitted SYN,ACK must not pull back an edge an ACK already offered
+            # (§3.8.6.2.2: the window SHOULD NOT shrink).
+            if self.state == SYN_SENT or seq_gt(self.rcv_nxt + t.window, self.rcv_adv):
+                self.rcv_adv = self.rcv_nxt + t.window
             out = self._emit(buf, cap, &t, 0, 0, now)
             if out:
                 self.syn_pending = 0
@@ -1958,7 +1979,9 @@ cdef class Tcb:
         persist timer, not the retransmission timer, paces the next one (MUST-37: a peer that
         answers keeps the connection open)."""
         cdef tcp_repr t
-        cdef uint32_t unsent = (self.buf_seq + self.sndbuf.used) - self.snd_nxt
+        cdef uint32_t data_end = self.buf_seq + self.sndbuf.used
+        # SND.NXT past the data (our FIN went): nothing unsent to probe with.
+        cdef uint32_t unsent = data_end - self.snd_nxt if seq_lt(self.snd_nxt, data_end) else 0
         cdef size_t out
         if self.snd_wnd != 0 or self.snd_nxt != self.snd_una:
             return 0
@@ -2107,6 +2130,10 @@ cdef class Tcb:
             self.rexmit_head = 0
             seq = self.snd_una
             n = data_end - seq if seq_lt(seq, data_end) else 0
+            if n > self.snd_max - seq:
+                # The lost segment is what was sent (RFC 5681 §3.2), never bytes beyond
+                # SND.MAX (and the peer's window: §3.8.6.2.1).
+                n = self.snd_max - seq
             if n > self.smss:
                 n = self.smss
             flags = TH_ACK

@@ -7,9 +7,9 @@ runs by default (about 60,000 steps, a few seconds); ``test_fuzz_ten_million`` i
 ``fuzz_long`` (10,000,000 steps, tens of minutes): ``pytest -m fuzz_long tests/test_fuzz_stateful.py``.
 ``TCPFAST_FUZZ_SEED`` picks another seed.
 
-Bugs found in ``_tcb`` that are not fixed yet are listed in ``fuzz_tcb.KNOWN_BUGS`` (the fuzzer
-counts them instead of failing) and have a strict-xfail regression test here: the fix makes the
-test pass, strict xfail then fails, and the mark and the KNOWN_BUGS entry go together.
+Bugs found in ``_tcb`` that are not fixed yet go in ``fuzz_tcb.KNOWN_BUGS`` (the fuzzer counts
+them instead of failing) with a strict-xfail regression test here; fixed ones keep their
+regression test, which then passes (the six found so far are fixed).
 """
 from __future__ import annotations
 
@@ -150,23 +150,29 @@ def test_the_checks_see_an_out_of_window_reset_that_resets():
     assert e.value.name == "rst_5961"
 
 
-def test_minimize_keeps_the_failure_and_drops_the_rest():
-    """Shrinking a known failing episode (padded with steps that do not matter) keeps only what
-    it needs. Uses the SYN-ACK bug below; once it is fixed, this test is the xfail's twin."""
-    cfg = _synack_cfg()
+def test_minimize_keeps_the_failure_and_drops_the_rest(monkeypatch):
+    """Shrinking a failing episode (padded with steps that do not matter) keeps only what it
+    needs. The failure is planted: an invariant that rejects any delivered byte (the real bugs
+    this used to shrink are fixed)."""
+    def planted(self, got, before):
+        if got:
+            fz._fail("delivered", "planted: no byte may be delivered")
+
+    monkeypatch.setattr(fz.Harness, "_check_delivered", planted)
+    cfg = _synack_cfg(rcvbuf=65536)
     acts = [("connect",), ("clock", 10), ("clock", 1000), ("recv", 7, False),
             ("seg", SYN | ACK, 5000, 1001, 60000, 1400, ()), ("clock", 5), ("recv", 65536, False)]
-    try:
+    with pytest.raises(InvariantError) as e:
         replay(cfg, acts)
-    except InvariantError as e:
-        small = fz.minimize(cfg, acts, e.name, budget=10)
-        assert len(small) <= 3 and ("connect",) in small
-    else:                                                 # fixed: nothing to shrink
-        pass
+    assert e.value.name == "delivered"
+    small = fz.minimize(cfg, acts, e.value.name, budget=10)
+    assert len(small) < len(acts) and ("connect",) in small
+    with pytest.raises(InvariantError):
+        replay(cfg, small)
 
 
 # =============================================================================================
-# Regression tests: one per bug found (strict xfail until _tcb is fixed; see KNOWN_BUGS)
+# Regression tests: one per bug the fuzzer found (all fixed in _tcb)
 # =============================================================================================
 
 def test_every_known_bug_has_a_regression_test():
@@ -181,9 +187,6 @@ def _synack_cfg(**kw) -> Config:
     return Config(iss=1000, irs=5000, start=CLOSED, options=tuple(sorted(opts.items())))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: SYN-SENT queues a SYN,ACK's text without trimming it "
-                   "to the window or the buffer (RCV.NXT acknowledges bytes never stored, recv() "
-                   "reads past the ring); fix in _tcb _syn_sent_input (issue 14)")
 def test_syn_ack_text_is_trimmed_to_the_window_we_offered():
     """KNOWN_BUGS['synack_data_beyond_window'], found by the fuzzer (seed 4, episode 1188).
 
@@ -209,9 +212,6 @@ def test_syn_ack_text_is_trimmed_to_the_window_we_offered():
                  ("recv", 65536, False)])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a retransmitted SYN,ACK lowers RCV.ADV below the right "
-                   "edge an ACK already offered (the window shrinks); fix in _tcb poll_transmit "
-                   "(issue 14)")
 def test_retransmitted_syn_ack_does_not_shrink_the_window():
     """KNOWN_BUGS['synack_shrinks_window'], found by the fuzzer (seed 2, episode 788).
 
@@ -235,9 +235,6 @@ def test_retransmitted_syn_ack_does_not_shrink_the_window():
     ])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: without SACK, the NewReno retransmission of the first "
-                   "unacknowledged segment takes a whole SMSS from SND.UNA, past SND.MAX and past "
-                   "the peer's window; fix in _tcb _emit_data (issue 14)")
 def test_newreno_retransmission_stays_within_what_was_sent():
     """KNOWN_BUGS['newreno_rexmit_past_snd_max'], found by the fuzzer (seed 2, episode 1009).
 
@@ -262,9 +259,6 @@ def test_newreno_retransmission_stays_within_what_was_sent():
     ])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: in FIN-WAIT-2 after a zero window, the persist timer "
-                   "fires and _emit_probe sends a byte after our FIN ('unsent' wraps below zero); "
-                   "fix in _tcb _emit_probe (issue 14)")
 def test_no_window_probe_after_our_fin_is_acknowledged():
     """KNOWN_BUGS['probe_after_fin'], found by the fuzzer (seed 11, episode 10663 of the long run).
 
@@ -287,9 +281,6 @@ def test_no_window_probe_after_our_fin_is_acknowledged():
     ])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: in SYN-RECEIVED a SYN,RST,ACK at the IRS establishes "
-                   "the connection (the retransmitted-SYN / simultaneous-open path ignores RST); fix "
-                   "in _tcb _sync_input (issue 14)")
 def test_syn_rst_ack_in_syn_received_is_dropped():
     """KNOWN_BUGS['syn_rst_in_syn_received'], found by the fuzzer (seed 12, the 10-million-step
     run: 20 times, in passive and active opens, IPv4 and IPv6).
@@ -306,9 +297,6 @@ def test_syn_rst_ack_in_syn_received_is_dropped():
     assert h.state == "SYN-RECEIVED"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an abort during NewReno fast recovery leaves "
-                   "rexmit_head set in CLOSED and poll_at() asks for a call at once forever; fix in "
-                   "_tcb _enter_closed (issue 14)")
 def test_closed_connection_asks_for_no_more_calls():
     """KNOWN_BUGS['closed_with_rexmit_pending'], found by the fuzzer (seed 13, episode 125374 of
     the 10-million-step run).

@@ -158,36 +158,7 @@ INVARIANTS = (
 #: invariants in an episode where the trigger was noted is counted as known, not reported. Each has
 #: a strict-xfail regression test in tests/test_fuzz_stateful.py; remove the entry with the fix.
 KNOWN_BUGS: Dict[str, Tuple[frozenset, str]] = {
-    "synack_data_beyond_window": (
-        frozenset({"memory", "delivered", "conservation", "emit_ack", "rcv_window"}),
-        "SYN-SENT: the text of a SYN,ACK is queued without trimming it to the window offered in "
-        "our SYN or to the buffer (_syn_sent_input): RCV.NXT acknowledges bytes that were never "
-        "stored and recv() reads past the ring's storage"),
-    "synack_shrinks_window": (
-        frozenset({"window_shrank"}),
-        "SYN-RECEIVED: a retransmitted SYN,ACK (window unscaled, at most 65535) sets RCV.ADV "
-        "below a larger right edge that an ACK sent before had offered (poll_transmit)"),
-    "probe_after_fin": (
-        frozenset({"emit_data", "emit_state"}),
-        "FIN-WAIT-2 after a zero window: the persist timer is still armed when the ACK of our FIN "
-        "(window 0) arrives; it fires and _emit_probe, whose 'unsent' wraps to 2**32-1 when "
-        "SND.NXT is past the data (our FIN), sends one byte after the FIN, read from past the "
-        "send ring's data"),
-    "syn_rst_in_syn_received": (
-        frozenset({"rst_5961"}),
-        "SYN-RECEIVED: an unacceptable segment with SYN at the IRS is taken for the peer's SYN "
-        "again (or, with an ACK, for a simultaneous open's SYN,ACK) even when RST is set: a "
-        "SYN,RST,ACK establishes the connection (_sync_input, 'if not acceptable')"),
-    "closed_with_rexmit_pending": (
-        frozenset({"busy_poll"}),
-        "CLOSED (an abort) during NewReno fast recovery: _enter_closed clears the pending-output "
-        "flags but not rexmit_head, so poll_at() keeps answering 'now' for a connection that "
-        "will never send again"),
-    "newreno_rexmit_past_snd_max": (
-        frozenset({"emit_window"}),
-        "without SACK, the NewReno retransmission of the first unacknowledged segment "
-        "(_emit_data, rexmit_head) takes a whole SMSS from SND.UNA: past SND.MAX (new data, not "
-        "counted in SND.NXT/SND.MAX) and past SND.UNA + SND.WND"),
+    # All six bugs the fuzzer found are fixed in _tcb (see tests/test_fuzz_stateful.py).
 }
 
 
