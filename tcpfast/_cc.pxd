@@ -37,7 +37,7 @@ ctypedef struct cc_state:
     uint32_t cwnd
     uint32_t ssthresh              # UINT32_MAX until the first reduction (RFC 5681 §3.1)
     uint32_t bytes_acked           # RFC 5681 §3.1 / RFC 3465 §2.1 byte counting in congestion avoidance
-    uint8_t abc_l                  # slow start limit L in segments, 1 or 2 (RFC 3465 §2.3); 0 (default): none
+    uint8_t abc_l                  # slow start limit L in segments, 1 or 2 (RFC 3465 §2.3); default 2
     uint8_t fast_convergence       # RFC 9438 §4.7 on (default) or off
     uint8_t rto_hold               # an RTO fired and no new data was ACKed since: a further RTO
                                    # is the same segment timing out again, ssthresh is held (RFC 5681 §3.1)

@@ -12,16 +12,15 @@ windows), times are microseconds. RFC 9438 writes its formulas in segments and s
 into seconds, and back.
 
 Choices this module makes (each with its reason at the code):
-- Slow start: ``cwnd += acked``, every byte the ACK newly acknowledges (byte counting, RFC 3465
-  §2.1, with no per-ACK limit L), as Linux's tcp_slow_start(). RFC 5681 §3.1 RECOMMENDS
-  ``cwnd += min(N, SMSS)`` and RFC 3465 §2.3 allows L = 2*SMSS "on an experimental basis"; both
-  assume a receiver that ACKs every second segment. Receivers that coalesce (GRO, LRO; Linux's
-  default with offload on) ACK a whole aggregate of up to 45 segments at once: with L = 2*SMSS
-  slow start then grows cwnd by 2 segments per round trip, not 2x (measured over a 20 ms path:
-  2.9 s to reach 2 MB). Counting bytes keeps the protection L was for against ACK division (many
-  ACKs for parts of one segment add no more than the segment's bytes). ``cc_state.abc_l`` = 2 or
-  1 restores RFC 3465's L = 2*SMSS or RFC 5681's strict min(N, SMSS). After an RTO, L = SMSS
-  always (RFC 3465 §2.3: a cumulative ACK then covers data that left the network long ago).
+- Slow start: ``cwnd += min(acked, L)`` with L = 2*SMSS (RFC 3465 §2.3), not RFC 5681 eq. 2's
+  L = SMSS. A receiver that delays ACKs (RFC 5681 §4.2: an ACK at least every second full-sized
+  segment, as Linux does outside quick-ACK mode) acknowledges two segments per ACK; with L = SMSS
+  the window then grows by only 1.5x per RTT instead of doubling, so slow start takes ~70% more
+  round trips. L = 2*SMSS restores doubling for such ACKs and is the largest L RFC 3465 allows
+  (MUST NOT exceed 2*SMSS), so stretch ACKs and ACK division (RFC 5681 §5) still cannot inflate
+  cwnd. RFC 5681 §3.1 calls L > SMSS experimental, like the IW10 (RFC 6928) this stack also
+  uses; ``cc_state.abc_l = 1`` gives the strict RFC 5681 behaviour. After an RTO, L = SMSS
+  (RFC 3465 §2.3: a cumulative ACK then covers data that left the network long ago).
 - ssthresh from FlightSize, not cwnd, for both algorithms (RFC 5681 eq. 4 and its note on using
   cwnd by mistake; RFC 9438 §4.6 Figure 5 uses flight_size too).
 - No growth while the window is not used (RFC 7661 §4.3's half-window test, RFC 9438 §5.8).
@@ -154,7 +153,7 @@ cdef void cc_init(cc_state* cc, cc_algo algo, uint32_t smss) noexcept nogil:
     # constant, ends the first slow start.
     cc.ssthresh = UINT32_MAX
     cc.bytes_acked = 0
-    cc.abc_l = 0                       # no per-ACK limit (Linux); see the module docstring
+    cc.abc_l = 2                       # RFC 3465 §2.3, see the module docstring
     cc.fast_convergence = 1            # RFC 9438 §4.7: SHOULD be implemented
     cc.rto_hold = 0
     cc.ss_after_rto = 0
@@ -208,20 +207,15 @@ cdef uint32_t _slow_start(cc_state* cc, uint32_t acked) noexcept nogil:
     """RFC 5681 §3.1 slow start with RFC 3465 byte counting; returns the bytes of this ACK left
     over for congestion avoidance once cwnd reaches ssthresh.
 
-    cwnd += acked, or min(acked, L) with a limit L (``abc_l`` segments, 1 or 2; 0 for none, the
-    default: see the module docstring). Counting bytes, not ACKs, defeats ACK division (RFC 5681
-    §3.1 and §5). In the slow start that follows an RTO, L is 1*SMSS whatever ``abc_l`` says:
-    RFC 3465 §2.3 requires it because a cumulative ACK then often covers data that arrived at the
-    receiver long before and says nothing about what left the network in the last RTT.
+    cwnd += min(acked, L): counting bytes, not ACKs, defeats ACK division (RFC 5681 §3.1 and §5);
+    the limit L keeps a stretch ACK from releasing a line-rate burst (RFC 3465 §2.3). L is
+    2*SMSS, or 1*SMSS in the slow start that follows an RTO: RFC 3465 §2.3 requires that because
+    a cumulative ACK then often covers data that arrived at the receiver long before and says
+    nothing about what left the network in the last RTT.
     """
-    cdef uint64_t limit
-    cdef uint64_t inc = acked
-    if cc.ss_after_rto:
-        limit = cc.smss
-    else:
-        limit = <uint64_t>cc.abc_l * cc.smss
-    if limit and inc > limit:
-        inc = limit
+    cdef uint32_t l_segs = 1 if (cc.ss_after_rto or cc.abc_l < 2) else 2
+    cdef uint64_t limit = <uint64_t>l_segs * cc.smss
+    cdef uint64_t inc = acked if acked < limit else limit
     cdef uint64_t room = <uint64_t>cc.ssthresh - cc.cwnd      # > 0: the caller checked
     if inc < room:
         _set_cwnd(cc, _clamp_window(cc.cwnd + inc))
@@ -458,8 +452,7 @@ cdef class CongestionControl:
     One connection's congestion window, driven by the same C functions ``_tcb`` calls. Byte
     counts are ints, times are microseconds (ints). ``flight`` arguments default to the current
     cwnd, i.e. a sender that fills its window. ``fast_convergence`` (RFC 9438 §4.7) and
-    ``abc_limit`` (RFC 3465 L in segments, 1 or 2; 0 for none) keep ``cc_init``'s defaults (on, 0)
-    unless given.
+    ``abc_limit`` (RFC 3465 L in segments, 1 or 2) keep ``cc_init``'s defaults (on, 2) unless given.
     """
     cdef cc_state st
 
@@ -469,8 +462,8 @@ cdef class CongestionControl:
         cdef uint32_t s = _u32(smss, "smss")
         if abc_limit is not None:
             abc_limit = operator.index(abc_limit)
-            if abc_limit not in (0, 1, 2):
-                raise ValueError("abc_limit (RFC 3465 L, in segments) must be 0 (none), 1 or 2")
+            if abc_limit not in (1, 2):
+                raise ValueError("abc_limit (RFC 3465 L, in segments) must be 1 or 2")
         cc_init(&self.st, <cc_algo>_ALGOS[algo], s)
         if fast_convergence is not None:
             self.st.fast_convergence = 1 if fast_convergence else 0
