@@ -126,6 +126,21 @@ cdef inline void _release_buffers(Tcb t) noexcept nogil:
     mem_pool_unref(pool)
 
 
+cdef inline void _reply_headers(const pkt_repr* p, uint8_t ttl, ip_repr* ip,
+                                tcp_repr* t) noexcept nogil:
+    """The IP and TCP headers of a stateless answer to ``p`` (a reset, a cookie's SYN-ACK):
+    zeroed, addresses and ports swapped; the caller sets the numbers and flags."""
+    memset(ip, 0, sizeof(ip_repr))
+    memset(t, 0, sizeof(tcp_repr))
+    ip.version = p.ip.version
+    ip.ttl = ttl
+    ip.dont_fragment = 1
+    memcpy(ip.src, p.ip.dst, 16)
+    memcpy(ip.dst, p.ip.src, 16)
+    t.src_port = p.tcp.dst_port
+    t.dst_port = p.tcp.src_port
+
+
 cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8_t ttl) noexcept nogil:
     """RFC 9293 §3.10.7.1: "If the ACK bit is off, sequence number zero is used,
     <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
@@ -136,15 +151,7 @@ cdef size_t reset_for_segment(const pkt_repr* p, uint8_t* buf, size_t cap, uint8
     cdef const tcp_repr* th = &p.tcp
     if th.flags & TH_RST:
         return 0
-    memset(&ip, 0, sizeof(ip))
-    memset(&t, 0, sizeof(t))
-    ip.version = p.ip.version
-    ip.ttl = ttl
-    ip.dont_fragment = 1
-    memcpy(ip.src, p.ip.dst, 16)
-    memcpy(ip.dst, p.ip.src, 16)
-    t.src_port = th.dst_port
-    t.dst_port = th.src_port
+    _reply_headers(p, ttl, &ip, &t)
     if th.flags & TH_ACK:
         t.seq = th.ack
         t.flags = TH_RST
@@ -165,15 +172,7 @@ cdef size_t syn_ack_for_cookie(const pkt_repr* p, uint32_t cookie, const tcb_con
     length."""
     cdef ip_repr ip
     cdef tcp_repr t
-    memset(&ip, 0, sizeof(ip))
-    memset(&t, 0, sizeof(t))
-    ip.version = p.ip.version
-    ip.ttl = ttl
-    ip.dont_fragment = 1
-    memcpy(ip.src, p.ip.dst, 16)
-    memcpy(ip.dst, p.ip.src, 16)
-    t.src_port = p.tcp.dst_port
-    t.dst_port = p.tcp.src_port
+    _reply_headers(p, ttl, &ip, &t)
     t.seq = cookie
     t.ack = p.tcp.seq + 1
     t.flags = TH_SYN | TH_ACK

@@ -115,6 +115,21 @@ def _int_out(value: int, buflen: Optional[int]):
     return struct.pack("i", value)[:buflen].ljust(buflen, b"\0")
 
 
+def timeout_value(value) -> Optional[float]:
+    """timeout_value(value) -> None or float: a settimeout() argument checked as the kernel
+    socket checks it (TypeError, ValueError with the same messages); for tcpfast.ssl too."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError("Timeout value must be int, float or None")
+    value = float(value)
+    if value != value:
+        raise ValueError("Invalid value NaN (not a number)")
+    if value < 0:
+        raise ValueError("Timeout value out of range")
+    return value
+
+
 def _error(code: int, what: Optional[str] = None) -> OSError:
     # OSError(errno, msg) picks the subclass (ConnectionResetError, ...) from the errno.
     return OSError(code, what or os.strerror(code))
@@ -808,15 +823,7 @@ class socket:
         Set a timeout on blocking calls: None blocks, 0.0 makes the socket non-blocking, a positive
         number of seconds raises TimeoutError when it has passed."""
         self._check_open()
-        if value is not None:
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
-                raise TypeError("Timeout value must be int, float or None")
-            value = float(value)
-            if value != value:
-                raise ValueError("Invalid value NaN (not a number)")
-            if value < 0:
-                raise ValueError("Timeout value out of range")
-        self._timeout = value
+        self._timeout = timeout_value(value)
 
     def gettimeout(self) -> Optional[float]:
         """gettimeout() -> timeout

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import _socket
 import errno
-import io
 import select
 import threading
 import socket as _stdlib_socket
 import ssl as _ssl
 import time
 from typing import Any, Optional, Tuple
+
+from tcpfast.socket import socket as _tcpfast_socket, timeout_value
 
 __all__ = ["SSLSocket", "is_tcpfast_socket"]
 
@@ -44,8 +45,7 @@ _READ, _WRITE = False, True
 
 def is_tcpfast_socket(sock: Any) -> bool:
     """is_tcpfast_socket(sock) -> bool: is ``sock`` a tcpfast socket (not an SSLSocket over one)?"""
-    from tcpfast.socket import socket as tcpfast_socket
-    return isinstance(sock, tcpfast_socket)
+    return isinstance(sock, _tcpfast_socket)
 
 
 def _timeout_error(what: str) -> TimeoutError:
@@ -552,15 +552,7 @@ class SSLSocket(_ssl.SSLSocket):
         return self._raw.proto
 
     def settimeout(self, value: Optional[float]) -> None:
-        if value is not None:
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
-                raise TypeError("Timeout value must be int, float or None")
-            value = float(value)
-            if value != value:
-                raise ValueError("Invalid value NaN (not a number)")
-            if value < 0:
-                raise ValueError("Timeout value out of range")
-        self._timeout = value
+        self._timeout = timeout_value(value)
 
     def gettimeout(self) -> Optional[float]:
         return self._timeout

@@ -34,11 +34,10 @@ Everything is seeded: ``run(seed, steps)`` makes the same episodes and steps eve
 """
 from __future__ import annotations
 
-import errno
 import random
 import struct
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tcpfast import checksum as _ck
@@ -630,7 +629,6 @@ class Harness:
         self.stats.actions[kind] = self.stats.actions.get(kind, 0) + 1
         before = self.info
         t0 = time.perf_counter()
-        reply: list = []
         if kind == "seg":
             self._segment(action, before)
         elif kind == "clock":
