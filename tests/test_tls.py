@@ -254,20 +254,36 @@ def test_nonblocking_handshake_by_hand(stack):
     raw.settimeout(IO_TIMEOUT)
     with pytest.raises(OSError):     # ssl.SSLError is an OSError
         t.join()      # the first connection went away before a handshake: the server failed
-    port, t = kernel_tls_server(echo)
-    raw.connect((KERNEL_IP, port))
+    # The server accepts (and answers the ClientHello) only once the client has been told to
+    # wait: the first do_handshake() must raise SSLWantReadError, whatever the timing.
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.settimeout(IO_TIMEOUT)
+    lst.bind((KERNEL_IP, 0))
+    lst.listen(1)
+    ctx = server_context()
+
+    def serve():
+        with lst:
+            conn, _ = lst.accept()
+            conn.settimeout(IO_TIMEOUT)
+            with ctx.wrap_socket(conn, server_side=True) as s:
+                echo(s)
+
+    raw.connect(lst.getsockname())
     raw.setblocking(False)
     tls = client_context().wrap_socket(raw, server_hostname=NAME, do_handshake_on_connect=False)
     with tls:
-        rounds = 0
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()            # the ClientHello is out; no answer yet
+        t = Thread(serve)
+        t.start()
         while True:
             try:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                rounds += 1
                 assert select.select([tls], [], [], IO_TIMEOUT)[0]
-        assert rounds >= 1 and tls.version() is not None
+        assert tls.version() is not None
     t.join()
 
 
